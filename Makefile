@@ -1,0 +1,32 @@
+# The two commands of the README:
+#   make figures   set up, then regenerate every figure and table (profile: quick)
+#   make test      set up, then run the test suite
+# Override the interpreter with PYTHON=python3.11, the profile with PROFILE=paper.
+
+PYTHON  ?= python3
+VENV    ?= .venv
+PROFILE ?= quick
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.installed
+
+.PHONY: setup figures test bench clean-figures kernel
+
+setup: $(STAMP)
+
+$(STAMP): requirements.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements.txt
+	touch $(STAMP)
+
+figures: setup
+	$(BIN)/python -m vssl_core regenerate --profile $(PROFILE)
+
+test: setup
+	$(BIN)/python -m pytest -ra
+
+bench: setup
+	for script in benchmarks/bench_*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
+
+clean-figures:
+	rm -rf figures/*/ figures/MANIFEST.json build/notebooks

@@ -1,0 +1,40 @@
+"""Shared fixtures.
+
+``shared_data``: the real data folder (``../shared/data``) named by ``VSSL_SHARED_DATA``.
+A fresh clone without the variable skips those tests with a reason; when the variable is set
+(CI sets it) and the folder or a needed sub-folder is missing, the test fails instead.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("OMP_NUM_THREADS", "2")
+
+try:
+    import torch
+except ImportError:  # pragma: no cover - torch is a hard requirement of the project
+    torch = None
+else:
+    torch.set_num_threads(2)
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    value = os.environ.get("VSSL_SHARED_DATA")
+    if not value:
+        pytest.skip("VSSL_SHARED_DATA is not set: the real-data tests need ../shared/data")
+    path = Path(value).expanduser().resolve()
+    if not path.is_dir():
+        pytest.fail(f"VSSL_SHARED_DATA={value} is set but {path} does not exist")
+    for sub in ("urbansas-mini", "vggss"):
+        if not (path / sub).is_dir():
+            pytest.fail(f"VSSL_SHARED_DATA={value}: expected sub-folder {sub}/ is missing")
+    return path
+
+
+@pytest.fixture(scope="session")
+def urbansas_mini(shared_data: Path) -> Path:
+    return shared_data / "urbansas-mini"

@@ -1,0 +1,36 @@
+"""Command line: ``python -m vssl_core COMMAND [options]``.
+
+Each command lives in ``vssl_core/cli/<command>.py`` and exposes ``main(argv) -> int``;
+it is imported only when called, so ``--help`` stays fast.
+"""
+from __future__ import annotations
+
+import importlib
+import sys
+
+COMMANDS = {
+    "regenerate": "execute the notebooks with papermill and rebuild figures/ and its MANIFEST",
+    "evaluate": "score your own heatmaps (N,224,224) against ground-truth maps: cIoU, AUC, CIs",
+    "pairs": "summarise the evaluation pairs of an Urbansas-layout folder (JSON)",
+    "synth": "generate synthetic urban scenes in the official Urbansas layout",
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in {"-h", "--help", "help"}:
+        print("usage: python -m vssl_core COMMAND [options]\n\ncommands:")
+        for name, text in COMMANDS.items():
+            print(f"  {name:<11} {text}")
+        print("\n'python -m vssl_core COMMAND --help' for a command's options.")
+        return 0
+    name, rest = argv[0], argv[1:]
+    if name not in COMMANDS:
+        print(f"unknown command {name!r}; choose one of: {', '.join(COMMANDS)}", file=sys.stderr)
+        return 2
+    module = importlib.import_module(f"vssl_core.cli.{name}")
+    return int(module.main(rest) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""One module per command of ``python -m vssl_core``; each exposes ``main(argv) -> int``."""

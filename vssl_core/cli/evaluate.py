@@ -1,0 +1,111 @@
+"""``python -m vssl_core evaluate``: score your own heatmaps against ground-truth maps.
+
+Prints ONE JSON object on stdout::
+
+    {"cIoU": .., "AUC": .., "cIoU_ci": [lo, hi], "AUC_ci": [lo, hi], "n": .., "n_empty": ..,
+     "at": .., "threshold": .., "cutoff": .., "postprocess": .., "reading": .., "empty": ..,
+     "level": 0.95, "n_boot": .., "seed": .., "maps": "<file>", "gt": "<file>"}
+
+``cIoU`` is the fraction of samples with per-sample cIoU >= ``cutoff`` (= ``--at`` with the
+default ``--reading code``). Bad input (missing file, unreadable array, wrong shape, NaN) prints
+one line naming the file to stderr and exits with code 2.
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from ..atomic import write_text
+from ..errors import DataError, data_error
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m vssl_core evaluate",
+        description="cIoU@at, AUC and bootstrap CIs of heatmaps (N,H,W) against ground-truth "
+                    "maps (N,224,224). Heatmaps of another size are resized bilinearly to 224.")
+    p.add_argument("--maps", required=True, type=Path, help="heatmaps, .npy float (N,H,W)")
+    p.add_argument("--gt", required=True, type=Path,
+                   help="ground-truth maps, .npy (N,224,224), values in [0,1]")
+    p.add_argument("--postprocess", choices=["clean", "median", "none"], default="clean",
+                   help="clean: RCGrad/FlowGrad; median: LVS/HTF; none: threshold raw maps")
+    p.add_argument("--at", type=float, default=0.3, help="the @ value of cIoU@at (default 0.3)")
+    p.add_argument("--reading", choices=["code", "text"], default="code",
+                   help="code: binarise at 0.5, cut-off = at (released code); text: binarise "
+                        "at `at`, cut-off 0.5 ('How to Listen' text)")
+    p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples (0: none)")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    p.add_argument("--empty", choices=["compat", "error", "exclude"], default="compat",
+                   help="samples with empty GT and empty prediction: compat = NaN counted as "
+                        "a miss; error = stop; exclude = leave out of the denominators")
+    p.add_argument("--per-sample", type=Path, default=None,
+                   help="also write index,ciou CSV here (atomically)")
+    return p
+
+
+def _load(path: Path, field: str) -> np.ndarray:
+    if not path.is_file():
+        raise data_error(path, field, "file not found", "pass an existing .npy file")
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise data_error(path, field, f"cannot read as a .npy array ({exc})",
+                         "save the array with numpy.save") from exc
+    if not isinstance(arr, np.ndarray):
+        raise data_error(path, field, "holds several arrays (.npz)",
+                         "save one array with numpy.save")
+    if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_):
+        raise data_error(path, field, f"dtype {arr.dtype} is not numeric", "save float maps")
+    return arr
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from .. import metrics
+
+    try:
+        maps = _load(args.maps, "maps")
+        gts = _load(args.gt, "gts")
+        if maps.ndim not in (2, 3):
+            raise data_error(args.maps, "maps", f"expected shape (N, H, W), got {maps.shape}",
+                             "stack one 2-D heatmap per sample")
+        if maps.ndim == 3 and maps.shape[1:] != (metrics.GRID, metrics.GRID):
+            maps = metrics.resize_to_grid(maps)
+        metrics.validate(maps, gts, maps_file=args.maps, gts_file=args.gt)
+        result = metrics.evaluate(maps, gts, postprocess=args.postprocess, at=args.at,
+                                  n_boot=args.n_boot, seed=args.seed, empty=args.empty,
+                                  reading=args.reading)
+    except DataError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    out = result.to_dict()
+    out.update(maps=str(args.maps), gt=str(args.gt))
+    if args.per_sample is not None:
+        buf = io.StringIO()
+        buf.write("index,ciou\n")
+        for i, c in enumerate(result.cious.tolist()):
+            buf.write(f"{i},{'nan' if np.isnan(c) else repr(c)}\n")
+        write_text(args.per_sample, buf.getvalue())
+        out["per_sample"] = str(args.per_sample)
+    print(json.dumps(_finite(out), sort_keys=False))
+    return 0
+
+
+def _finite(obj):
+    """JSON has no NaN: NaN becomes null."""
+    if isinstance(obj, float):
+        return None if obj != obj else obj
+    if isinstance(obj, list):
+        return [_finite(v) for v in obj]
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    return obj
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,306 @@
+"""Hear The Flow: LVS whose image features are cross-attended by optical-flow features.
+
+Facts implemented (REFERENCE 5, Hear The Flow Sec. 3.3, 4.3, 4.6, App. B)
+-------------------------------------------------------------------------
+- Image encoder: ResNet-18, layer4 stride 2 (224 px -> 7x7x512), ImageNet-pretrained and
+  frozen in the paper's model (Table 4.f). Here the prior comes from ``pretrained_vision`` (a
+  local torchvision ImageNet file or the vehicle prior of :mod:`vssl_core.models.pretrain`).
+  ``freeze_vision=True`` sets ``requires_grad=False`` on every image-encoder parameter AND keeps
+  its BatchNorm layers in eval mode whatever ``model.train()`` says, so training changes no
+  tensor of the image encoder (running statistics and ``num_batches_tracked`` included).
+- Flow input: the 2-channel Farneback field ``(N, 2, H, W)`` = (dx, dy) in pixels per frame
+  step (:mod:`vssl_core.flow`, channel-first), resized to the image size by
+  :func:`prepare_flow_field`; Hear The Flow normalises it with mean 0 and std 1, i.e. leaves
+  it unchanged. A horizontal flip must negate dx.
+- Flow encoders (``HTFConfig.flow_encoder``):
+
+  ``"resnet"``  a 2-channel ResNet-18 with the image encoder's width and layer4 stride, so its
+                map lies on the image grid. With ``pretrained_vision`` and ``pretrained_flow``
+                it starts from the same file, ``conv1`` = mean of the RGB kernels repeated over
+                the two channels (:func:`~vssl_core.models.pretrain.adapt_in_channels`).
+  ``"maxpool"`` the Table 5 ablation: adaptive max pooling of the flow field to the image
+                feature grid ``(h, w)``; the key projection then reads these 2 channels. Max
+                pooling of the *signed* field keeps, per cell, the largest rightward / downward
+                displacement (leftward motion shows as a small value); ``maxpool_abs=True`` pools
+                ``|dx|, |dy|`` instead, our option, not in the paper.
+  ``"none"``    no flow and no attention: LVS on the 7x7 grid (Table 4.a-c).
+- Cross-attention (:class:`FlowAttention`): ``Q = conv1x1(image) -> 64``,
+  ``K = conv1x1(flow features) -> 64``, ``V = conv1x1(image) -> D`` (the image feature width),
+  weights ``softmax_keys(Q K^T / sqrt(64))`` over the ``h*w`` flow positions for each of the
+  ``h*w`` image positions, output ``weights @ V`` added to the image features, then
+  L2-normalised per position. (The paper's text describes a per-position d x d attention; the
+  spatial form here is the one of REFERENCE 5 / the brief, where V has the feature width.)
+- Audio, localisation map and loss: as :mod:`vssl_core.models.lvs` (cosine map of the enhanced
+  features with the pooled audio vector; LVS tri-map loss). 3 s of 22.05 kHz audio.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..checkpoints import LoadReport
+from .encoders import ResNetEncoder, resnet18_encoder
+from .lvs import LocalizerOutput, _check_common, _from_dict, cosine_maps, loss_params, pool_audio, trimap_loss
+from .pretrain import load_encoder_weights, normalize_images
+
+__all__ = ["FLOW_ENCODERS", "HTFConfig", "FlowAttention", "MaxPoolFlow", "HTF", "build_htf",
+           "prepare_flow_field"]
+
+FLOW_ENCODERS = ("resnet", "maxpool", "none")
+
+
+@dataclass(frozen=True)
+class HTFConfig:
+    """Everything that defines a Hear The Flow model and its loss.
+
+    Attributes
+    ----------
+    flow_encoder : {"resnet", "maxpool", "none"}
+        See the module docstring.
+    freeze_vision : bool
+        Freeze the image encoder (parameters and BatchNorm statistics).
+    pretrained_vision : str or None
+        Local image-encoder weights file (ImageNet torchvision ``resnet18`` needs width 1.0;
+        a vehicle-prior file any width), loaded by :func:`build_htf`.
+    pretrained_flow : bool
+        Also start the ResNet flow encoder from ``pretrained_vision`` (paper: ImageNet).
+    width : float
+        Channel multiplier of all ResNet-18s.
+    layer4_stride : {1, 2}
+        Image and flow encoders; 2 gives the paper's 7x7 grid at 224 px.
+    image_size : int
+        Square side in pixels of images and flow fields.
+    attn_dim : int
+        Query/key channels (64; the softmax scale is ``1 / sqrt(attn_dim)`` = 1/8).
+    maxpool_abs : bool
+        ``"maxpool"`` only: pool ``|dx|, |dy|`` instead of the signed field.
+    audio_sr : int
+        Sample rate of the waveforms given to :func:`~vssl_core.models.lvs.prepare_lvs_audio`.
+    audio_seconds : float
+        Clip length used to build the data (3 s); not used by the network.
+    eps_p, eps_n, tau, temperature, negatives, audio_pool
+        As :class:`~vssl_core.models.lvs.LVSConfig`.
+    """
+
+    flow_encoder: str = "resnet"
+    freeze_vision: bool = True
+    pretrained_vision: str | None = None
+    pretrained_flow: bool = True
+    width: float = 1.0
+    layer4_stride: int = 2
+    image_size: int = 224
+    attn_dim: int = 64
+    maxpool_abs: bool = False
+    audio_sr: int = 22050
+    audio_seconds: float = 3.0
+    eps_p: float = 0.65
+    eps_n: float = 0.4
+    tau: float = 0.03
+    temperature: float = 0.07
+    negatives: str = "separate"
+    audio_pool: str = "avg"
+
+    def __post_init__(self) -> None:
+        _check_common(self)
+        if self.flow_encoder not in FLOW_ENCODERS:
+            raise ValueError(f"HTFConfig.flow_encoder must be one of {FLOW_ENCODERS}, got {self.flow_encoder!r}")
+        if self.attn_dim < 1:
+            raise ValueError(f"HTFConfig.attn_dim must be >= 1, got {self.attn_dim}")
+
+    @property
+    def uses_flow(self) -> bool:
+        return self.flow_encoder != "none"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> HTFConfig:
+        return _from_dict(cls, d)
+
+
+class FlowAttention(nn.Module):
+    """Spatial cross-attention: image queries, flow keys, image values; residual output.
+
+    Parameters
+    ----------
+    image_dim : int
+        Channels ``D`` of the image features (also the value width).
+    flow_dim : int
+        Channels of the flow features (512 * width for the ResNet, 2 for max pooling).
+    attn_dim : int
+        Query/key channels.
+    """
+
+    def __init__(self, image_dim: int, flow_dim: int, attn_dim: int = 64) -> None:
+        super().__init__()
+        self.query = nn.Conv2d(image_dim, attn_dim, kernel_size=1)
+        self.key = nn.Conv2d(flow_dim, attn_dim, kernel_size=1)
+        self.value = nn.Conv2d(image_dim, image_dim, kernel_size=1)
+        self.scale = attn_dim ** -0.5
+
+    def forward(self, image: torch.Tensor, flow: torch.Tensor,
+                key_padding_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Attend from every image position to every flow position.
+
+        Parameters
+        ----------
+        image : Tensor, shape (N, D, h, w)
+        flow : Tensor, shape (N, Cf, h, w)
+            On the same grid as ``image``.
+        key_padding_mask : bool Tensor, shape (N, h*w) or (N, h, w), optional
+            True marks flow positions that must get zero weight (e.g. padding or invalid flow).
+            A query whose keys are all masked gets all-zero weights (its output is ``image``).
+
+        Returns
+        -------
+        features : Tensor, shape (N, D, h, w)
+            ``image + weights @ V`` (not normalised).
+        weights : Tensor, shape (N, h*w, h*w)
+            Rows (image positions) sum to 1 (0 for fully masked rows); row-major positions.
+        """
+        n, d, h, w = image.shape
+        if flow.shape[0] != n or flow.shape[-2:] != (h, w):
+            raise ValueError(f"flow features {tuple(flow.shape)} are not on the image grid {(n, h, w)}")
+        q = self.query(image).flatten(2).transpose(1, 2)  # (N, hw, a)
+        k = self.key(flow).flatten(2)  # (N, a, hw)
+        v = self.value(image).flatten(2).transpose(1, 2)  # (N, hw, D)
+        scores = (q @ k) * self.scale  # (N, hw, hw)
+        if key_padding_mask is not None:
+            mask = key_padding_mask.to(torch.bool).reshape(n, 1, h * w)
+            empty = mask.all(dim=2, keepdim=True)  # (N, 1, 1): every key masked
+            scores = scores.masked_fill(mask, float("-inf")).masked_fill(empty, 0.0)
+            weights = torch.softmax(scores, dim=-1).masked_fill(empty, 0.0)
+        else:
+            weights = torch.softmax(scores, dim=-1)
+        out = (weights @ v).transpose(1, 2).reshape(n, d, h, w)
+        return image + out, weights
+
+
+class MaxPoolFlow(nn.Module):
+    """The "MaxPool" flow encoder: adaptive max pooling of the field to the feature grid."""
+
+    def __init__(self, absolute: bool = False) -> None:
+        super().__init__()
+        self.absolute = absolute
+
+    def forward(self, flow: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+        """flow (N, 2, H, W) -> (N, 2, *grid)."""
+        return F.adaptive_max_pool2d(flow.abs() if self.absolute else flow, grid)
+
+
+class HTF(nn.Module):
+    """Hear The Flow model (random weights; :func:`build_htf` loads the vision prior).
+
+    ``forward(images (N, 3, H, W) in [0, 1], spec (N, 1, F, T), flow (N, 2, H, W) or None,
+    key_padding_mask=None) -> LocalizerOutput``; ``loss(out)`` = LVS tri-map loss.
+    """
+
+    def __init__(self, config: HTFConfig | None = None) -> None:
+        super().__init__()
+        cfg = self.config = config if config is not None else HTFConfig()
+        self.image_encoder: ResNetEncoder = resnet18_encoder(3, cfg.width, cfg.layer4_stride)
+        self.audio_encoder: ResNetEncoder = resnet18_encoder(1, cfg.width, layer4_stride=2)
+        dim = self.image_encoder.out_channels
+        self.flow_encoder: nn.Module | None
+        if cfg.flow_encoder == "resnet":
+            self.flow_encoder = resnet18_encoder(2, cfg.width, cfg.layer4_stride)
+            self.attention = FlowAttention(dim, self.flow_encoder.out_channels, cfg.attn_dim)
+        elif cfg.flow_encoder == "maxpool":
+            self.flow_encoder = MaxPoolFlow(cfg.maxpool_abs)
+            self.attention = FlowAttention(dim, 2, cfg.attn_dim)
+        else:
+            self.flow_encoder, self.attention = None, None
+        if cfg.freeze_vision:
+            self.image_encoder.requires_grad_(False)
+            self.image_encoder.eval()
+
+    def train(self, mode: bool = True) -> HTF:
+        """As ``nn.Module.train``, but a frozen image encoder always stays in eval mode."""
+        super().train(mode)
+        if self.config.freeze_vision:
+            self.image_encoder.eval()
+        return self
+
+    def trainable_parameters(self) -> Iterator[nn.Parameter]:
+        """Parameters that require gradients (everything but a frozen image encoder)."""
+        return (p for p in self.parameters() if p.requires_grad)
+
+    def encode_image(self, images: torch.Tensor) -> torch.Tensor:
+        """images (N, 3, H, W) in [0, 1] -> raw features (N, D, h, w)."""
+        return self.image_encoder(normalize_images(images)).features
+
+    def encode_audio(self, spec: torch.Tensor) -> torch.Tensor:
+        """spec (N, 1, F, T) -> raw pooled audio vectors (N, D)."""
+        if spec.ndim != 4 or spec.shape[1] != 1:
+            raise ValueError(f"spec must be (N, 1, F, T) LVS spectrograms, got {tuple(spec.shape)}")
+        return pool_audio(self.audio_encoder(spec).features, self.config.audio_pool)
+
+    def encode_flow(self, flow: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+        """flow (N, 2, H, W) px/frame -> flow features on ``grid``: (N, D, h, w) or (N, 2, h, w)."""
+        if self.flow_encoder is None:
+            raise TypeError("this HTF model has no flow encoder (flow_encoder='none')")
+        if flow.ndim != 4 or flow.shape[1] != 2:
+            raise ValueError(f"flow must be the (N, 2, H, W) field (dx, dy), got {tuple(flow.shape)}")
+        if isinstance(self.flow_encoder, MaxPoolFlow):
+            return self.flow_encoder(flow, grid)
+        return self.flow_encoder(flow).features
+
+    def forward(self, images: torch.Tensor, spec: torch.Tensor, flow: torch.Tensor | None = None,
+                key_padding_mask: torch.Tensor | None = None) -> LocalizerOutput:
+        feats = self.encode_image(images)
+        weights = None
+        if self.attention is not None:
+            if flow is None:
+                raise ValueError(f"HTF with flow_encoder={self.config.flow_encoder!r} needs the flow field "
+                                 "(N, 2, H, W); got None")
+            flow_feats = self.encode_flow(flow, tuple(feats.shape[-2:]))
+            feats, weights = self.attention(feats, flow_feats, key_padding_mask)
+        v = F.normalize(feats, dim=1)
+        a = F.normalize(self.encode_audio(spec), dim=1)
+        return LocalizerOutput(torch.einsum("ndhw,nd->nhw", v, a), v, a, weights)
+
+    def loss(self, out: LocalizerOutput) -> torch.Tensor:
+        """Tri-map loss of a forward pass (needs a batch of at least two pairs)."""
+        if out.image_features.shape[0] < 2:
+            raise ValueError("the tri-map loss needs at least 2 pairs per batch (in-batch easy negatives)")
+        return trimap_loss(cosine_maps(out.image_features, out.audio_embedding), **loss_params(self.config))
+
+
+def build_htf(config: HTFConfig) -> tuple[HTF, dict[str, LoadReport]]:
+    """An HTF model with the vision prior of ``config.pretrained_vision`` loaded when set.
+
+    Returns
+    -------
+    model : HTF
+    reports : dict
+        ``{"image_encoder": LoadReport}`` and, with a ResNet flow encoder and
+        ``pretrained_flow``, ``"flow_encoder"``; empty without a file.
+    """
+    model = HTF(config)
+    reports: dict[str, LoadReport] = {}
+    if config.pretrained_vision is not None:
+        path = os.fspath(config.pretrained_vision)
+        reports["image_encoder"] = load_encoder_weights(model.image_encoder, path)
+        if config.flow_encoder == "resnet" and config.pretrained_flow:
+            reports["flow_encoder"] = load_encoder_weights(model.flow_encoder, path)
+        model.train(model.training)  # keep a frozen encoder in eval mode
+    return model, reports
+
+
+def prepare_flow_field(flow: np.ndarray | torch.Tensor, size: int) -> torch.Tensor:
+    """Flow fields ``(N, H, W, 2)`` (dx, dy) px/frame -> ``(N, 2, size, size)`` (bilinear; values unchanged)."""
+    x = torch.as_tensor(flow).float()
+    if x.ndim != 4 or x.shape[-1] != 2:
+        raise ValueError(f"flow must be (N, H, W, 2) fields (dx, dy), got shape {tuple(x.shape)}")
+    x = x.permute(0, 3, 1, 2)
+    if x.shape[-2:] != (size, size):
+        x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
+    return x.contiguous()
