@@ -135,3 +135,18 @@ def test_arrays_are_validated():
         TrainArrays(a.images, a.audio[:3])
     with pytest.raises(ValueError):
         TrainArrays(a.images, a.audio, np.zeros((4, 8, 8), np.float32))
+
+
+def test_model_fingerprint_handles_scalars_and_changes_with_weights():
+    import torch
+
+    from vssl_core.models.rcgrad import ModelConfig, build_model
+    from vssl_core.train import model_fingerprint
+
+    model = build_model(ModelConfig(kind="rcgrad", width=0.125, image_size=32))
+    assert model.logit_scale.dim() == 0  # the scalar that once broke the byte view
+    before = model_fingerprint(model)
+    assert before == model_fingerprint(model)
+    with torch.no_grad():
+        model.logit_scale.add_(1.0)
+    assert model_fingerprint(model) != before

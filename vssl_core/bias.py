@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import data_error
-from .metrics import GRID, gt_map_vggss
+from .metrics import GRID, as_boxes, gt_map_vggss
 
 Convention = Literal["urbansas", "vggss", "flickr"]
 _CONVENTIONS = ("urbansas", "vggss", "flickr")
@@ -41,18 +41,6 @@ URBANSAS_ANNOTATION_FRAME = (1280, 720)
 #: Side of the Flickr-SoundNet annotation image.
 FLICKR_IMAGE_SIZE = 256
 BOX_COLUMNS = ["dataset", "sample_id", "box", "x1", "y1", "x2", "y2", "area_pct", "cx", "cy"]
-
-
-def _boxes(boxes: np.ndarray, field: str = "boxes") -> np.ndarray:
-    arr = np.asarray(boxes, dtype=np.float64)
-    if arr.size == 0:
-        return arr.reshape(0, 4)
-    if arr.ndim == 1 and arr.size == 4:
-        arr = arr[None]
-    if arr.ndim != 2 or arr.shape[1] != 4:
-        raise data_error(None, field, f"expected shape (K, 4), got {arr.shape}",
-                         "pass one row of 4 coordinates per box")
-    return arr
 
 
 def to_normalised_xyxy(boxes: np.ndarray, convention: Convention,
@@ -75,7 +63,7 @@ def to_normalised_xyxy(boxes: np.ndarray, convention: Convention,
     if convention not in _CONVENTIONS:
         raise data_error(None, "convention", f"unknown convention {convention!r}",
                          f"choose one of {list(_CONVENTIONS)}")
-    b = _boxes(boxes)
+    b = as_boxes(boxes, allow_nan=True)
     if convention == "urbansas":
         w, h = frame_size or URBANSAS_ANNOTATION_FRAME
         out = np.stack([b[:, 0] / w, b[:, 1] / h, (b[:, 0] + b[:, 2]) / w,
@@ -104,7 +92,7 @@ def box_area_percent(boxes_xyxy: np.ndarray,
         ``100 * w * h / (W * H)`` after clipping to the image; 0 for degenerate boxes.
     """
     w_img, h_img = (float(v) for v in image_size)
-    b = _boxes(boxes_xyxy, "boxes_xyxy")
+    b = as_boxes(boxes_xyxy, "boxes_xyxy", allow_nan=True)
     x1, x2 = np.clip(b[:, 0], 0, w_img), np.clip(b[:, 2], 0, w_img)
     y1, y2 = np.clip(b[:, 1], 0, h_img), np.clip(b[:, 3], 0, h_img)
     return 100.0 * np.maximum(x2 - x1, 0) * np.maximum(y2 - y1, 0) / (w_img * h_img)
@@ -125,7 +113,7 @@ def box_centres_grid(boxes_xyxy: np.ndarray,
         ``(cx, cy)`` in grid pixels, ``cx = 224 * (x1 + x2) / (2 W)``.
     """
     w_img, h_img = (float(v) for v in image_size)
-    b = _boxes(boxes_xyxy, "boxes_xyxy")
+    b = as_boxes(boxes_xyxy, "boxes_xyxy", allow_nan=True)
     return np.stack([GRID * (b[:, 0] + b[:, 2]) / (2 * w_img),
                      GRID * (b[:, 1] + b[:, 3]) / (2 * h_img)], axis=1)
 

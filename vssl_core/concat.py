@@ -306,7 +306,9 @@ def concat_and_localize(images: np.ndarray, audio: np.ndarray, *, gts: np.ndarra
 def concat_dataset(ds, *, use: str = "boxes", seed: int = 0, n_pairs: int | None = None,
                    size: int | tuple[int, int] | None = None, with_flow: bool = True,
                    frame_size: tuple[float, float] = (1280, 720)) -> ConcatSet:
-    """:func:`concat_and_localize` on an evaluation set (``datasets.Dataset``, :mod:`vssl_core.data.evalset`).
+    """:func:`concat_and_localize` on an evaluation set (a ``datasets.Dataset``).
+
+    The columns are those of :mod:`vssl_core.data.evalset`.
 
     Parameters
     ----------

@@ -178,7 +178,8 @@ def resize_to_grid(maps: np.ndarray) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------ ground truth
-def _check_boxes(boxes: np.ndarray, field: str) -> np.ndarray:
+def as_boxes(boxes: np.ndarray, field: str = "boxes", allow_nan: bool = False) -> np.ndarray:
+    """``boxes`` as a float64 ``(K, 4)`` array (one box of 4 numbers, or none, accepted)."""
     arr = np.asarray(boxes, dtype=np.float64)
     if arr.size == 0:
         return arr.reshape(0, 4)
@@ -187,7 +188,7 @@ def _check_boxes(boxes: np.ndarray, field: str) -> np.ndarray:
     if arr.ndim != 2 or arr.shape[1] != 4:
         raise data_error(None, field, f"expected boxes of shape (K, 4), got {arr.shape}",
                          "pass one row of 4 coordinates per box")
-    if np.isnan(arr).any():
+    if not allow_nan and np.isnan(arr).any():
         raise data_error(None, field, "box coordinates contain NaN", "drop or fix those boxes")
     return arr
 
@@ -223,7 +224,7 @@ def gt_map_urbansas(boxes_xywh: np.ndarray,
     np.ndarray, float32, shape (224, 224)
         1 inside any box, 0 elsewhere.
     """
-    boxes = _check_boxes(boxes_xywh, "boxes_xywh")
+    boxes = as_boxes(boxes_xywh, "boxes_xywh")
     width, height = (float(v) for v in frame_size)
     if not (width > 0 and height > 0):
         raise data_error(None, "frame_size", f"must be positive, got {frame_size}",
@@ -253,7 +254,7 @@ def gt_map_vggss(boxes_xyxy_norm: np.ndarray) -> np.ndarray:
     -------
     np.ndarray, float32, shape (224, 224)
     """
-    boxes = _check_boxes(boxes_xyxy_norm, "boxes_xyxy_norm")
+    boxes = as_boxes(boxes_xyxy_norm, "boxes_xyxy_norm")
     gt = np.zeros((GRID, GRID), dtype=np.float32)
     for coords in boxes.tolist():
         x1, y1, x2, y2 = (int(GRID * max(v, 0)) for v in coords)
@@ -287,7 +288,7 @@ def gt_map_flickr(annotators: Sequence[np.ndarray] | np.ndarray,
         groups = list(annotators)
     gt = np.zeros((GRID, GRID), dtype=np.float32)
     for boxes in groups:
-        for coords in _check_boxes(boxes, "annotators").tolist():
+        for coords in as_boxes(boxes, "annotators").tolist():
             x1, y1, x2, y2 = (int(GRID * v / image_size) for v in coords)
             _paint(gt, x1, y1, x2, y2)
     return np.minimum(gt / 2.0, 1.0).astype(np.float32)

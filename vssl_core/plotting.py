@@ -188,3 +188,59 @@ def dataset_bias_figure(stats: Mapping[str, tuple[np.ndarray, np.ndarray, np.nda
     ax = fig.add_subplot(gs[2, :])
     boxes_per_frame_bars(ax, {k: v[2] for k, v in stats.items()})
     return fig
+
+
+def localisation_examples(images: np.ndarray, boxes: Sequence[np.ndarray], flow: np.ndarray,
+                          maps: Mapping[str, np.ndarray], rows: Sequence[tuple[int, str]],
+                          cious: Mapping[str, np.ndarray] | None = None,
+                          annotation_frame: tuple[int, int] = (1280, 720)) -> plt.Figure:
+    """FlowGrad Fig. 2: one row per example, columns image+GT, flow, then each method's map.
+
+    Parameters
+    ----------
+    images : uint8 (N, S, S, 3)
+        Model inputs (square, aspect not kept).
+    boxes : N arrays (n_i, 4)
+        GT boxes ``[x, y, w, h]`` in ``annotation_frame`` units.
+    flow : float (N, 224, 224)
+        Flow magnitude, px per step.
+    maps : name -> float (N, 224, 224)
+        Each method's map in the metric's space (shown min-max scaled per map).
+    rows : (index, caption) pairs
+    cious : name -> (N,) per-sample cIoU, printed in each panel's title.
+    """
+    names = list(maps)
+    fig, axes = grid(len(rows), 2 + len(names), size=1.7)
+    for r, (i, why) in enumerate(rows):
+        img = images[i]
+        s_y, s_x = img.shape[0] / annotation_frame[1], img.shape[1] / annotation_frame[0]
+        b = np.asarray(boxes[i], dtype=float).reshape(-1, 4)
+        xyxy = np.column_stack([b[:, 0] * s_x, b[:, 1] * s_y, (b[:, 0] + b[:, 2]) * s_x,
+                                (b[:, 1] + b[:, 3]) * s_y])
+        show_image(axes[r, 0], img, title=why if r == 0 else why, boxes_xyxy=xyxy)
+        axes[r, 0].set_title(why, fontsize=7)
+        show_map(axes[r, 1], flow[i], title="flow" if r == 0 else "", cmap="inferno")
+        for c, name in enumerate(names):
+            m = maps[name][i]
+            span = float(m.max() - m.min())
+            shown = (m - m.min()) / span if span > 0 else m
+            title = name if r == 0 else ""
+            if cious is not None:
+                v = cious[name][i]
+                title = f"{title}\ncIoU {v:.2f}" if title else f"cIoU {v:.2f}"
+            show_image(axes[r, 2 + c], img, heatmap=shown, alpha=0.55, vmin=0, vmax=1,
+                       boxes_xyxy=xyxy)
+            axes[r, 2 + c].set_title(title, fontsize=7)
+    return fig
+
+
+def results_bars(table: "pd.DataFrame", metric: str, paper_column: str | None = None,
+                 ax: Axes | None = None) -> Axes:
+    """Bars of ``metric`` per method (``table`` from a study's table function) with 95% CIs and
+    the paper's value as a black tick."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(4.5, 0.35 * len(table) + 0.8))
+    paper = table[paper_column].tolist() if paper_column else None
+    metric_bars(ax, table["method"].tolist(), table[metric].tolist(), table[f"{metric}_lo"].tolist(),
+                table[f"{metric}_hi"].tolist(), paper=paper, label=metric)
+    return ax

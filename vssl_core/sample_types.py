@@ -9,7 +9,12 @@ vehicles, and a sample ``(clip, time)`` is classified from the rows of that clip
 
 - a *visible vehicle* is a row with ``label`` in :data:`VEHICLE_LABELS` (car, bus, truck,
   motorbike) and ``visible_fraction >= min_visible`` (0.5: the threshold of the ``visibility``
-  flag of the video annotations);
+  flag of the video annotations). In the generator ``visible_fraction`` is the unoccluded share
+  of the *in-frame part* of the box (0 when no part is in the frame), so, like the annotators'
+  flag, it ignores how much of the vehicle is cut by the frame edge: a vehicle with a sliver in
+  the frame counts. ``min_inframe > 0`` additionally asks that share of the box ``x, y, w, h``
+  to lie inside the ``frame_size`` frame (default 0: the annotators' notion, as the ground-truth
+  boxes of the sounding vehicles are kept the same way);
 - ``"A"``: at least one visible vehicle and all of them have ``sounding == 1``;
 - ``"B"``: at least one visible vehicle has ``sounding == 0`` (in the generator: a parked
   vehicle);
@@ -53,7 +58,8 @@ _OBJECTS = "annotations/objects.csv"
 
 
 def sample_types(objects: pd.DataFrame, keys: Sequence[tuple[str, float]], *,
-                 min_visible: float = 0.5, time_tol: float = 1e-3,
+                 min_visible: float = 0.5, min_inframe: float = 0.0,
+                 frame_size: tuple[float, float] = (1280, 720), time_tol: float = 1e-3,
                  missing: str = "error", file: str = _OBJECTS) -> np.ndarray:
     """Type ``"A"``, ``"B"`` or ``"none"`` of each sample ``(clip, time)`` (module docstring).
 
@@ -66,6 +72,11 @@ def sample_types(objects: pd.DataFrame, keys: Sequence[tuple[str, float]], *,
         Samples ``(clip, time)``, e.g. ``zip(ds["clip"], ds["time"])`` of an evaluation set.
     min_visible : float
         A vehicle is in view when ``visible_fraction >= min_visible``.
+    min_inframe : float
+        And (when > 0) when at least this share of its box ``x, y, w, h`` lies inside the frame;
+        needs the columns ``x, y, w, h`` (empty for offscreen vehicles: not in view).
+    frame_size : (float, float)
+        ``(W, H)`` of the boxes' frame (the 1280x720 annotation frame).
     time_tol : float
         Rows match a key when ``|time - t| <= time_tol`` seconds.
     missing : {"error", "none"}
@@ -95,6 +106,8 @@ def sample_types(objects: pd.DataFrame, keys: Sequence[tuple[str, float]], *,
                          "time must be seconds and sounding 0 or 1 in every row")
     sounding = sounding.to_numpy()
     vehicle = objects["label"].astype(str).isin(VEHICLE_LABELS).to_numpy() & (vis >= min_visible)
+    if min_inframe > 0:
+        vehicle &= _inframe(objects, frame_size, file) >= min_inframe
     by_clip: dict[str, np.ndarray] = {
         str(c): idx for c, idx in objects.groupby(objects["filename"].astype(str)).indices.items()}
     out = np.empty(len(keys), dtype="<U4")
@@ -113,6 +126,22 @@ def sample_types(objects: pd.DataFrame, keys: Sequence[tuple[str, float]], *,
                          f"{unknown[:3]}", "use the object table of the same synthetic dataset "
                          "as the evaluation set, or pass missing='none'")
     return out
+
+
+def _inframe(objects: pd.DataFrame, frame_size: tuple[float, float], file: str) -> np.ndarray:
+    """Share of each row's box ``x, y, w, h`` inside the frame (0 for empty boxes)."""
+    absent = [c for c in ("x", "y", "w", "h") if c not in objects.columns]
+    if absent:
+        raise data_error(file, ",".join(absent), f"min_inframe > 0 needs the box columns {absent}",
+                         "pass the generator's objects.csv or leave min_inframe=0")
+    x, y, w, h = (pd.to_numeric(objects[c], errors="coerce").to_numpy(np.float64)
+                  for c in ("x", "y", "w", "h"))
+    width, height = (float(v) for v in frame_size)
+    iw = np.clip(np.minimum(x + w, width) - np.maximum(x, 0.0), 0.0, None)
+    ih = np.clip(np.minimum(y + h, height) - np.maximum(y, 0.0), 0.0, None)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        frac = iw * ih / (w * h)
+    return np.nan_to_num(frac, nan=0.0, posinf=0.0)
 
 
 def _stats(at: float) -> dict[str, Callable[[np.ndarray], np.ndarray | float]]:

@@ -368,7 +368,7 @@ def model_fingerprint(model: torch.nn.Module) -> str:
     for key, t in model.state_dict().items():
         t = t.detach().cpu().contiguous()
         h.update(f"{key}|{t.dtype}|{tuple(t.shape)}|".encode())
-        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     return h.hexdigest()
 
 

@@ -119,9 +119,18 @@ def _to_dataset(gen, features: datasets.Features, tmp: Path, progress: bool) -> 
             datasets.utils.enable_progress_bars()
 
 
+def _select(dataset: UrbansasDataset, protocol: str, clips: Sequence[str] | None) -> list:
+    """The pairs of ``protocol``, restricted to ``clips`` when given (pair order kept)."""
+    pairs = list(dataset.pairs(protocol))
+    if clips is None:
+        return pairs
+    keep = set(clips)
+    return [p for p in pairs if p.clip in keep]
+
+
 def _eval_rows(dataset: UrbansasDataset, protocol: str, cfg: _RowConfig, n_jobs: int,
-               progress: bool) -> Iterator[dict[str, Any]]:
-    pairs = dataset.pairs(protocol)
+               progress: bool, clips: Sequence[str] | None = None) -> Iterator[dict[str, Any]]:
+    pairs = _select(dataset, protocol, clips)
     half = cfg.audio_seconds / 2.0
     items = [(p.clip, p.time, p.time - half) for p in pairs]
     clips, index, tasks = _tasks(dataset, items, cfg)
@@ -156,7 +165,8 @@ def eval_features(image_size: int, n_channels: int, n_samples: int) -> datasets.
 def build_eval_set(dataset: UrbansasDataset, protocol: str = "flowgrad", image_size: int = 224,
                    flow: FlowParams = FlowParams(), audio_sr: int = 16000,
                    audio_seconds: float = 1.0, channels: str = "mono", n_jobs: int = 2,
-                   progress: bool = True, workdir: str | Path | None = None) -> datasets.Dataset:
+                   progress: bool = True, workdir: str | Path | None = None,
+                   clips: Sequence[str] | None = None) -> datasets.Dataset:
     """Build (without caching) the evaluation set of ``protocol``; see the module docstring.
 
     Parameters
@@ -179,6 +189,8 @@ def build_eval_set(dataset: UrbansasDataset, protocol: str = "flowgrad", image_s
         Folder for the Arrow files the returned Dataset memory-maps (default
         ``data/cache/_build``). :func:`load_eval_set` passes a temporary folder inside the cache
         entry and removes it after ``save_to_disk``.
+    clips : sequence of str, optional
+        Keep only the pairs of these clips (e.g. a held-out evaluation split).
 
     Returns
     -------
@@ -190,8 +202,8 @@ def build_eval_set(dataset: UrbansasDataset, protocol: str = "flowgrad", image_s
     feats = eval_features(cfg.image_size, _n_channels(channels), n_samples)
     work = Path(workdir) if workdir is not None else cache_dir() / "_build"
     work.mkdir(parents=True, exist_ok=True)
-    return _to_dataset(lambda: _eval_rows(dataset, protocol, cfg, n_jobs, progress), feats, work,
-                       progress)
+    return _to_dataset(lambda: _eval_rows(dataset, protocol, cfg, n_jobs, progress, clips), feats,
+                       work, progress)
 
 
 def _dataset_key(dataset: UrbansasDataset, clips: Sequence[str]) -> dict[str, Any]:
@@ -227,23 +239,24 @@ def _save(ds_builder, tmp: Path, progress: bool) -> None:
 def load_eval_set(dataset: UrbansasDataset, protocol: str = "flowgrad", image_size: int = 224,
                   flow: FlowParams = FlowParams(), audio_sr: int = 16000,
                   audio_seconds: float = 1.0, channels: str = "mono", n_jobs: int = 2,
-                  progress: bool = True, cache_root: str | Path | None = None
-                  ) -> datasets.Dataset:
+                  progress: bool = True, cache_root: str | Path | None = None,
+                  clips: Sequence[str] | None = None) -> datasets.Dataset:
     """The evaluation set, from the cache or built once and cached (atomically).
 
     Same parameters as :func:`build_eval_set`, plus ``cache_root`` (default ``data/cache``).
     ``n_jobs`` and ``progress`` do not change the content and are not part of the key.
     """
-    pairs = dataset.pairs(protocol)
+    pairs = _select(dataset, protocol, clips)
     key = {"kind": "urbansas-eval", "version": FORMAT_VERSION, "grid": GRID,
-           "dataset": _dataset_key(dataset, pairs.clips), "protocol": protocol,
+           "dataset": _dataset_key(dataset, sorted({p.clip for p in pairs})), "protocol": protocol,
+           "clips": None if clips is None else sorted(set(clips)),
            "image_size": int(image_size), "flow": flow, "audio_sr": int(audio_sr),
            "audio_seconds": float(audio_seconds), "channels": channels}
 
     def build(tmp: Path) -> None:
         _save(lambda work: build_eval_set(dataset, protocol, image_size, flow, audio_sr,
-                                          audio_seconds, channels, n_jobs, progress, work), tmp,
-              progress)
+                                          audio_seconds, channels, n_jobs, progress, work, clips),
+              tmp, progress)
 
     path = cache.cached("eval-urbansas", key, build, root=cache_root)
     return datasets.load_from_disk(str(path / "dataset"))

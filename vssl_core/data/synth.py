@@ -24,10 +24,14 @@ Type A (every sound-capable object sounds) versus Type B (only some do) samples.
 
 - Boxes ``x, y, w, h``: top-left corner and size of the projected near side face of the
   vehicle, in pixels of the 1280x720 annotation frame, camera shake included, rounded to 0.01;
-  boxes partly outside the frame keep their geometry (negative ``x`` or ``y`` is possible, as in
-  the real data). ``visibility`` = 1.0 when ``visible_fraction >= 0.5``, else 0.0, where
-  ``visible_fraction`` = share of the box inside the frame and not covered by the boxes of
-  nearer vehicles or pedestrians.
+  boxes partly outside the frame keep their geometry (negative ``x`` or ``y`` is possible; the
+  loader clips them, the real release stores them clipped). ``visibility`` = 1.0 when
+  ``visible_fraction >= 0.5``, else 0.0, where ``visible_fraction`` = share of the in-frame part
+  of the box not covered by the silhouettes of nearer vehicles or pedestrians (a few rectangles
+  per class, :data:`.synth_scene.SILHOUETTE_PARTS`). Like the real annotations, the flag marks
+  occlusion only: a vehicle entering the frame is visible. With the default config about 10%
+  of the boxes have visibility 0 (14% in Urbansas-mini), and the visible boxes have a median
+  size of about 120 x 70 (0.9% of the image; Urbansas-mini: 129 x 76, 1.0%).
 - ``audio_annotations.csv``: one event per sounding vehicle, ``start``/``end`` (s, 0.01 s
   grid, clipped to ``[0, duration]``) = the interval it sounds in the wav (it is silent outside);
   offscreen vehicles are labelled ``offscreen`` (class 4); ``non_identifiable_vehicle_sound`` is
@@ -74,7 +78,7 @@ __all__ = [
 ]
 
 #: Bump when the output of the generator changes: it is part of the cache fingerprint.
-GENERATOR_VERSION = "1"
+GENERATOR_VERSION = "2"
 VIDEO_COLUMNS = ("frame_id", "track_id", "x", "y", "w", "h", "class_id", "visibility", "label",
                  "filename", "city", "location_id", "time", "night", "subset")
 AUDIO_COLUMNS = ("filename", "class_id", "label", "non_identifiable_vehicle_sound", "start", "end")
@@ -181,7 +185,6 @@ def clip_annotations(scene: Scene, config: SceneConfig) -> ClipAnnotations:
 def _make_clip(task: tuple[str, int, int, SceneConfig]) -> ClipAnnotations:
     """Render, sonify and annotate one clip into the dataset folder ``root`` (worker)."""
     root, seed, index, config = task
-    cv2.setNumThreads(1)
     scene = clip_scene(seed, index, config)
     root = Path(root)
     vpath = root / "video" / f"video_{config.fps}fps" / f"{scene.clip}.mp4"
@@ -202,8 +205,8 @@ def _make_clip(task: tuple[str, int, int, SceneConfig]) -> ClipAnnotations:
 
 
 def _worker_init() -> None:
+    """Pool worker start-up: one OpenCV thread per worker (the pool parallelises over clips)."""
     cv2.setNumThreads(1)
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 def _csv(rows: list[tuple], columns: tuple[str, ...], index: bool) -> str:
@@ -262,9 +265,17 @@ def generate(out_dir: str | os.PathLike, n_clips: int, seed: int, config: SceneC
         tasks = [(str(tmp), int(seed), i, config) for i in range(int(n_clips))]
         bar = dict(total=len(tasks), disable=not progress, desc="synth clips", unit="clip")
         if n_jobs == 1:
-            results = [_make_clip(t) for t in tqdm(tasks, **bar)]
+            threads = cv2.getNumThreads()
+            cv2.setNumThreads(1)          # same code path as the workers; restored below
+            try:
+                results = [_make_clip(t) for t in tqdm(tasks, **bar)]
+            finally:
+                cv2.setNumThreads(threads)
         else:
-            with ProcessPoolExecutor(max_workers=int(n_jobs), initializer=_worker_init) as ex:
+            # fork start (Linux default): workers inherit the imported modules; each clip is
+            # ~1 s of single-threaded work, so the pool scales with the free cores
+            with ProcessPoolExecutor(max_workers=min(int(n_jobs), len(tasks)),
+                                     initializer=_worker_init) as ex:
                 results = list(tqdm(ex.map(_make_clip, tasks), **bar))
         video = [r for c in results for r in c.video]
         audio = [r for c in results for r in c.audio]

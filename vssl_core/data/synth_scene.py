@@ -17,6 +17,13 @@ Image coordinates are given in the 1280x720 Urbansas annotation frame
 the renderer scales them to the actual ``(width, height)``. A camera shake is a per-frame image
 translation, also in annotation pixels.
 
+Camera calibration (module constants ``_YAW_DEG``, ``_FOCAL``, ``_HORIZON``, ``_CAM_HEIGHT``,
+``_KERB_NEAR``): a camera 1.6-3.5 m up, 5.5-12 m from the near kerb, looking 20-45 deg off the
+street normal with a 0.55-0.72 x 1280 px focal length, so most of the road lies at mid-depth and
+vehicles shrink towards the vanishing point. Chosen so that the sounding-vehicle boxes match
+Urbansas-mini (median width / height / area ~120 x 70 px / 0.9% of the frame vs 129 x 76 / 1.0%,
+10th-90th percentile area ~0.1-7%; see ``tests/test_synth.py``).
+
 Street cross-section (increasing ``Z``): near sidewalk (camera, pedestrians), near kerb, near
 parking lane, one or two traffic lanes per direction, far parking lane, far kerb, far sidewalk
 (pedestrians, street lamps, trees) and building facades.
@@ -65,11 +72,11 @@ _DIMS = {
 # height (m); distance from the camera to the near kerb (m)
 _YAW_DEG = (20.0, 45.0)
 _FOCAL = (0.55, 0.72)
-_HORIZON = (0.14, 0.30)
-_CAM_HEIGHT = (2.0, 4.5)
-_KERB_NEAR = (6.0, 14.0)
-_FOLLOW_PROB = 0.3          # probability that a moving vehicle follows an earlier one (platoon)
-_HEADWAY_S = (0.6, 1.8)     # time gap of a follower, s
+_HORIZON = (0.18, 0.32)
+_CAM_HEIGHT = (1.6, 3.5)
+_KERB_NEAR = (5.5, 12.0)
+_FOLLOW_PROB = 0.5          # probability that a moving vehicle follows an earlier one (platoon)
+_HEADWAY_S = (0.5, 1.5)     # time gap of a follower, s
 _SPEED = {"car": (7.0, 14.0), "bus": (5.0, 10.0), "truck": (6.0, 11.0), "motorbike": (8.0, 15.0)}
 _MOVING_MIX = {"car": 0.74, "bus": 0.10, "motorbike": 0.09, "truck": 0.07}
 _PARKED_MIX = {"car": 0.86, "bus": 0.0, "motorbike": 0.06, "truck": 0.08}
@@ -102,9 +109,10 @@ class SceneConfig:
     Parameters
     ----------
     n_moving : (int, int)
-        Vehicles driving through the scene (each sounds and is annotated while visible).
+        Vehicles driving through the scene (each sounds and is annotated while visible); some
+        follow an earlier one in its lane (platoons, :data:`_FOLLOW_PROB`).
     n_parked : (int, int)
-        Parked vehicles, always placed in view and silent. The default (1, 3) puts at least one
+        Parked vehicles, always placed in view and silent. The default (1, 4) puts at least one
         parked car in every clip: a localiser that ignores motion pays for it.
     idling_prob : float
         Probability that the clip holds one vehicle idling in a traffic lane (engine on, no
@@ -136,7 +144,7 @@ class SceneConfig:
     """
 
     n_moving: tuple[int, int] = (1, 5)
-    n_parked: tuple[int, int] = (1, 3)
+    n_parked: tuple[int, int] = (1, 4)
     idling_prob: float = 0.25
     n_pedestrians: tuple[int, int] = (0, 3)
     n_trees: tuple[int, int] = (0, 3)
@@ -473,7 +481,7 @@ def _sample_street(rng: np.random.Generator) -> tuple[Camera, Street]:
                     cy=float(rng.uniform(*_HORIZON)) * ANN_H, height=float(rng.uniform(*_CAM_HEIGHT)),
                     yaw=yaw)
     kerb_near = float(rng.uniform(*_KERB_NEAR))
-    n_per_dir = 1 if rng.random() < 0.7 else 2
+    n_per_dir = 1 if rng.random() < 0.5 else 2
     parking_near = kerb_near + PARKING_WIDTH / 2
     z = kerb_near + PARKING_WIDTH
     dirs = [1] * n_per_dir + [-1] * n_per_dir
@@ -563,7 +571,7 @@ def sample_scene(config: SceneConfig, rng: np.random.Generator, clip: str, index
     for _ in range(int(rng.integers(config.n_parked[0], config.n_parked[1] + 1))):
         for _attempt in range(30):
             label = _choice(rng, _PARKED_MIX)
-            z = street.parking_near if rng.random() < 0.55 else street.parking_far
+            z = street.parking_near if rng.random() < 0.65 else street.parking_far
             L, H, W = _vehicle_dims(rng, label)
             x = camera.x_at(float(rng.uniform(0.12, 0.88)) * ANN_W, z)
             cand = Thing(0, label, "parked", x, 0.0, z, L, H, W, _colour(rng, label), _seed(rng),

@@ -47,7 +47,7 @@ from torch import nn
 
 from ..checkpoints import LoadReport
 from .encoders import ResNetEncoder, resnet18_encoder
-from .lvs import LocalizerOutput, _check_common, _from_dict, cosine_maps, loss_params, pool_audio, trimap_loss
+from .lvs import LocalizerOutput, LVSEncoding, _check_common, _from_dict, cosine_maps, loss_params, pool_audio, trimap_loss
 from .pretrain import load_encoder_weights, normalize_images
 
 __all__ = ["FLOW_ENCODERS", "HTFConfig", "FlowAttention", "MaxPoolFlow", "HTF", "build_htf",
@@ -196,7 +196,7 @@ class MaxPoolFlow(nn.Module):
         return F.adaptive_max_pool2d(flow.abs() if self.absolute else flow, grid)
 
 
-class HTF(nn.Module):
+class HTF(LVSEncoding, nn.Module):
     """Hear The Flow model (random weights; :func:`build_htf` loads the vision prior).
 
     ``forward(images (N, 3, H, W) in [0, 1], spec (N, 1, F, T), flow (N, 2, H, W) or None,
@@ -233,15 +233,6 @@ class HTF(nn.Module):
         """Parameters that require gradients (everything but a frozen image encoder)."""
         return (p for p in self.parameters() if p.requires_grad)
 
-    def encode_image(self, images: torch.Tensor) -> torch.Tensor:
-        """images (N, 3, H, W) in [0, 1] -> raw features (N, D, h, w)."""
-        return self.image_encoder(normalize_images(images)).features
-
-    def encode_audio(self, spec: torch.Tensor) -> torch.Tensor:
-        """spec (N, 1, F, T) -> raw pooled audio vectors (N, D)."""
-        if spec.ndim != 4 or spec.shape[1] != 1:
-            raise ValueError(f"spec must be (N, 1, F, T) LVS spectrograms, got {tuple(spec.shape)}")
-        return pool_audio(self.audio_encoder(spec).features, self.config.audio_pool)
 
     def encode_flow(self, flow: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
         """flow (N, 2, H, W) px/frame -> flow features on ``grid``: (N, D, h, w) or (N, 2, h, w)."""

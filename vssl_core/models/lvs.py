@@ -241,7 +241,22 @@ def pool_audio(features: torch.Tensor, how: str = "avg") -> torch.Tensor:
 
 
 # -- model ----------------------------------------------------------------------------------------
-class LVS(nn.Module):
+class LVSEncoding:
+    """``encode_image`` / ``encode_audio`` shared by LVS and Hear The Flow (both hold an
+    ``image_encoder``, an ``audio_encoder`` and a config with ``audio_pool``)."""
+
+    def encode_image(self, images: torch.Tensor) -> torch.Tensor:
+        """images (N, 3, H, W) in [0, 1] -> raw features (N, D, h, w)."""
+        return self.image_encoder(normalize_images(images)).features
+
+    def encode_audio(self, spec: torch.Tensor) -> torch.Tensor:
+        """spec (N, 1, F, T) -> raw pooled audio vectors (N, D)."""
+        if spec.ndim != 4 or spec.shape[1] != 1:
+            raise ValueError(f"spec must be (N, 1, F, T) LVS spectrograms, got {tuple(spec.shape)}")
+        return pool_audio(self.audio_encoder(spec).features, self.config.audio_pool)
+
+
+class LVS(LVSEncoding, nn.Module):
     """LVS: image and audio ResNet-18s whose cosine map is trained with the tri-map loss.
 
     ``forward(images (N, 3, H, W) in [0, 1], spec (N, 1, F, T)) -> LocalizerOutput``;
@@ -254,15 +269,6 @@ class LVS(nn.Module):
         self.image_encoder: ResNetEncoder = resnet18_encoder(3, self.config.width, self.config.layer4_stride)
         self.audio_encoder: ResNetEncoder = resnet18_encoder(1, self.config.width, layer4_stride=2)
 
-    def encode_image(self, images: torch.Tensor) -> torch.Tensor:
-        """images (N, 3, H, W) in [0, 1] -> raw features (N, D, h, w)."""
-        return self.image_encoder(normalize_images(images)).features
-
-    def encode_audio(self, spec: torch.Tensor) -> torch.Tensor:
-        """spec (N, 1, F, T) -> raw pooled audio vectors (N, D)."""
-        if spec.ndim != 4 or spec.shape[1] != 1:
-            raise ValueError(f"spec must be (N, 1, F, T) LVS spectrograms, got {tuple(spec.shape)}")
-        return pool_audio(self.audio_encoder(spec).features, self.config.audio_pool)
 
     def forward(self, images: torch.Tensor, spec: torch.Tensor) -> LocalizerOutput:
         v = F.normalize(self.encode_image(images), dim=1)

@@ -1,0 +1,312 @@
+"""The FlowGrad experiment: train RCGrad / FlowGrad-IC / FlowGrad-EN, localise, score (Table 1).
+
+One typed :class:`FlowGradSetup` is passed whole through every step, and the notebook's
+parameters map onto it one to one. Every expensive step is cached by a fingerprint of what
+changes it: the evaluation and training sets (:mod:`vssl_core.data.evalset`) and the trained
+models (:func:`vssl_core.train.cached_train`), so re-running the notebook or another notebook
+that needs the same models costs seconds.
+
+Protocol
+--------
+- Self-supervised training uses random windows of the **training clips** only (their boxes
+  and events are never read); evaluation uses the FlowGrad pairs of the held-out clips.
+- Every method is scored on the same samples: every pair has a flow map (the last frame of a
+  clip uses the preceding frame pair), so no method skips any.
+- Post-processing per method follows :data:`vssl_core.localize.POSTPROCESS` (REFERENCE 1, 4).
+"""
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from . import cache, localize, metrics
+from .baselines import OracleDetector, centred_box, flow_only_map, topline_maps
+from .bootstrap import paired_bootstrap
+from .data.evalset import as_numpy, load_eval_set, load_train_set
+from .data.urbansas import UrbansasDataset
+from .flow import FlowParams
+from .localize import LocalizationMaps
+from .metrics import EvalResult
+from .paper_numbers import FLOWGRAD_TABLE1
+
+#: Table 1 row names, in the paper's order, with the key of FLOWGRAD_TABLE1.
+METHODS = {
+    "Vision-only+CF+TF (topline)": "Vision-only+CF+TF (topline)",
+    "Optical flow only": "Optical flow only (baseline)",
+    "RCGrad": "RCGrad",
+    "FlowGrad-H": "FlowGrad-H",
+    "FlowGrad-IC": "FlowGrad-IC",
+    "FlowGrad-EN": "FlowGrad-EN",
+    "Centred box": None,
+}
+
+
+@dataclass(frozen=True)
+class FlowGradSetup:
+    """Everything that defines one FlowGrad run (data split, sizes, training, flow).
+
+    Attributes
+    ----------
+    eval_clips : int
+        Number of held-out clips (the last ones in name order) for evaluation.
+    train_windows : int
+        Random training windows drawn from the other clips.
+    image_size, width, layer4_stride : int, float, int
+        Model input side (px), ResNet-18 width multiplier, layer4 stride (1 as RCGrad).
+    audio_sr : int
+        Model audio rate (Hz).
+    train_audio_seconds : float
+        Training window length (s). RCGrad trains on 5 s; the quick profile uses 1 s (the audio
+        encoder dominates the cost). Evaluation always uses FlowGrad's 1 s from t - 0.5.
+    epochs, finetune_epochs : int
+        RCGrad epochs; FlowGrad-IC / -EN fine-tuning epochs (both start from the trained RCGrad,
+        as the paper starts from the released one).
+    batch_size, lr, seed : int, float, int
+    flow_window_s : float
+        Flow aggregation window (0.125 s = one 8-fps pair, the paper).
+    compensate_camera : bool
+        Subtract global camera motion from the flow (beyond the paper).
+    num_threads : int or None
+        torch threads while training (None: torch's default).
+    """
+
+    eval_clips: int = 40
+    train_windows: int = 3000
+    image_size: int = 128
+    width: float = 0.5
+    layer4_stride: int = 1
+    audio_sr: int = 16000
+    train_audio_seconds: float = 1.0
+    epochs: int = 8
+    finetune_epochs: int = 4
+    batch_size: int = 64
+    lr: float = 1e-3
+    seed: int = 0
+    flow_window_s: float = 0.125
+    compensate_camera: bool = False
+    num_threads: int | None = None
+
+    @property
+    def flow(self) -> FlowParams:
+        return FlowParams(window_s=self.flow_window_s, compensate_camera=self.compensate_camera)
+
+
+@dataclass(frozen=True)
+class EvalArrays:
+    """The evaluation pairs as arrays (see :mod:`vssl_core.data.evalset` for units)."""
+
+    clips: np.ndarray      # (N,) str
+    times: np.ndarray      # (N,) s
+    images: np.ndarray     # (N, S, S, 3) uint8
+    flow: np.ndarray       # (N, 224, 224) float32, px per 8-fps step (native resolution)
+    audio: np.ndarray      # (N, 1, T) float32
+    gt: np.ndarray         # (N, 224, 224) float32 in {0, 1}
+    boxes: list            # N arrays (n_i, 4), 1280x720 units
+
+    def __len__(self) -> int:
+        return len(self.clips)
+
+
+def split_clips(dataset: UrbansasDataset, eval_clips: int) -> tuple[list[str], list[str]]:
+    """(training clips, evaluation clips): the last ``eval_clips`` clips by name are held out."""
+    clips = sorted(dataset.clips)
+    if not 0 < eval_clips < len(clips):
+        raise ValueError(f"eval_clips must be in 1..{len(clips) - 1}, got {eval_clips}")
+    return clips[:-eval_clips], clips[-eval_clips:]
+
+
+def load_evaluation(dataset: UrbansasDataset, clips: Sequence[str] | None, setup: FlowGradSetup,
+                    image_size: int | None = None, progress: bool = True) -> EvalArrays:
+    """The FlowGrad pairs of ``clips`` (None: all clips) as arrays, cached on disk."""
+    ds = load_eval_set(dataset, "flowgrad", image_size or setup.image_size, setup.flow,
+                       setup.audio_sr, 1.0, "mono", progress=progress, clips=clips)
+    a = as_numpy(ds)
+    boxes = [np.asarray(b, dtype=float).reshape(-1, 4) for b in a["boxes"]]
+    return EvalArrays(a["clip"], a["time"], a["image"], a["flow"], a["audio"],
+                      a["gt"].astype(np.float32), boxes)
+
+
+def load_training(dataset: UrbansasDataset, clips: Sequence[str], setup: FlowGradSetup,
+                  progress: bool = True):
+    """Training arrays from random windows of ``clips`` and a fingerprint of their source."""
+    from .train import TrainArrays
+
+    windows = dataset.random_windows(setup.train_windows, setup.train_audio_seconds,
+                                     seed=setup.seed, clips=clips)
+    ds = load_train_set(dataset, windows, setup.image_size, setup.flow, setup.audio_sr,
+                        setup.train_audio_seconds, "mono", progress=progress)
+    a = as_numpy(ds, ["image", "audio", "flow"])
+    key = cache.fingerprint({"root": str(dataset.root), "windows": windows,
+                             "annotations": cache.file_sha256(
+                                 dataset.root / "annotations" / "video_annotations.csv"),
+                             "size": setup.image_size, "flow": setup.flow,
+                             "sr": setup.audio_sr, "sec": setup.train_audio_seconds})
+    return TrainArrays(a["image"], a["audio"], a["flow"]), key
+
+
+def train_family(setup: FlowGradSetup, arrays, data_key: str, progress: bool = True) -> dict:
+    """RCGrad from scratch, then FlowGrad-IC and -EN fine-tuned from it (all cached).
+
+    ``cached_train`` turns the RCGrad into IC (flow kernels = mean of the RGB kernels) or EN
+    (flow encoder = the image encoder with a 1-channel conv1) before training."""
+    from .models.rcgrad import ModelConfig
+    from .train import TrainConfig, cached_train
+
+    def config(kind: str, epochs: int) -> TrainConfig:
+        model = ModelConfig(kind=kind, width=setup.width, layer4_stride=setup.layer4_stride,
+                            image_size=setup.image_size, audio_sr=setup.audio_sr)
+        return TrainConfig(model=model, epochs=epochs, batch_size=setup.batch_size, lr=setup.lr,
+                           seed=setup.seed, num_threads=setup.num_threads)
+
+    rc = cached_train(config("rcgrad", setup.epochs), arrays, data_key, progress=progress)
+    ic = cached_train(config("flowgrad_ic", setup.finetune_epochs), arrays, data_key,
+                      progress=progress, init_model=rc)
+    en = cached_train(config("flowgrad_en", setup.finetune_epochs), arrays, data_key,
+                      progress=progress, init_model=rc)
+    return {"rcgrad": rc, "flowgrad_ic": ic, "flowgrad_en": en}
+
+
+def method_maps(models: Mapping, ev: EvalArrays, detector=None,
+                clip_end: float | Sequence[float] = 9.5) -> dict[str, LocalizationMaps]:
+    """Maps of every Table 1 method on the same samples, in the metric's space.
+
+    ``models`` may hold any of "rcgrad", "flowgrad_ic", "flowgrad_en"; the topline needs a
+    detector (the oracle on synthetic data, Faster R-CNN with user weights on real data).
+    """
+    out: dict[str, LocalizationMaps] = {}
+    if detector is not None:
+        out["Vision-only+CF+TF (topline)"] = topline_maps(detector, list(ev.clips),
+                                                           list(ev.times), clip_end)
+    out["Optical flow only"] = flow_only_map(ev.flow)
+    if "rcgrad" in models:
+        rc = localize.localize(models["rcgrad"], ev.images, ev.audio)
+        out["RCGrad"] = rc
+        out["FlowGrad-H"] = localize.flowgrad_h(localize.clean(rc.maps), ev.flow)
+    if "flowgrad_ic" in models:
+        out["FlowGrad-IC"] = localize.localize(models["flowgrad_ic"], ev.images, ev.audio, ev.flow)
+    if "flowgrad_en" in models:
+        out["FlowGrad-EN"] = localize.localize(models["flowgrad_en"], ev.images, ev.audio, ev.flow)
+    out["Centred box"] = centred_box(len(ev))
+    return out
+
+
+def score(maps: Mapping[str, LocalizationMaps], gt: np.ndarray, at: float = 0.3,
+          n_boot: int = 1000, seed: int = 0) -> dict[str, EvalResult]:
+    """Per-method cIoU (pixel threshold 0.5, cut-off ``at``) and AUC with bootstrap CIs."""
+    return {name: metrics.evaluate(m.maps, gt, postprocess=m.postprocess, at=at, n_boot=n_boot,
+                                   seed=seed) for name, m in maps.items()}
+
+
+def table1(results: Mapping[str, EvalResult], extra_cutoff: float | None = 0.5) -> pd.DataFrame:
+    """Table 1: cIoU at the released code's cut-off (and at ``extra_cutoff``), AUC, 95% CIs and
+    the paper's numbers beside ours."""
+    rows = []
+    for name, r in results.items():
+        paper = FLOWGRAD_TABLE1.get(METHODS.get(name) or "", (np.nan, np.nan))
+        row = {"method": name, "n": r.n, f"cIoU@{r.cutoff:g}": r.ciou,
+               f"cIoU@{r.cutoff:g}_lo": r.ciou_lo, f"cIoU@{r.cutoff:g}_hi": r.ciou_hi}
+        if extra_cutoff is not None:
+            fr = metrics.bootstrap_ci(r.cious, metrics.CIoUAt(extra_cutoff), n_boot=r.n_boot,
+                                      seed=r.seed, level=r.level)
+            row.update({f"cIoU@{extra_cutoff:g}": fr.estimate, f"cIoU@{extra_cutoff:g}_lo": fr.lo,
+                        f"cIoU@{extra_cutoff:g}_hi": fr.hi})
+        row.update({"AUC": r.auc, "AUC_lo": r.auc_lo, "AUC_hi": r.auc_hi,
+                    "postprocess": r.postprocess, "paper_IoU": paper[0], "paper_AUC": paper[1]})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def paired_table(results: Mapping[str, EvalResult],
+                 comparisons: Sequence[tuple[str, str]] = (("FlowGrad-H", "RCGrad"),
+                                                           ("Optical flow only", "RCGrad")),
+                 n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
+    """Paired bootstrap of A - B on the same samples for cIoU@cut-off and AUC."""
+    rows = []
+    for a, b in comparisons:
+        if a not in results or b not in results:
+            continue
+        ra, rb = results[a], results[b]
+        for metric, stat in ((f"cIoU@{ra.cutoff:g}", metrics.CIoUAt(ra.cutoff)),
+                             ("AUC", metrics.AUC())):
+            pb = paired_bootstrap(ra.cious, rb.cious, stat, n_boot=n_boot, seed=seed)
+            rows.append({"comparison": f"{a} - {b}", "metric": metric, "difference": pb.diff,
+                         "lo": pb.lo, "hi": pb.hi, "p_value": pb.p_value,
+                         "CI excludes 0": bool(pb.lo > 0 or pb.hi < 0)})
+    return pd.DataFrame(rows)
+
+
+def sample_states(objects: pd.DataFrame | None, ev: EvalArrays) -> pd.DataFrame:
+    """Per evaluation sample: visible parked vehicles and sounding idling vehicles (synthetic)."""
+    n = len(ev)
+    out = pd.DataFrame({"clip": ev.clips, "time": ev.times, "parked": np.zeros(n, int),
+                        "idling": np.zeros(n, int)})
+    if objects is None:
+        return out
+    vis = objects[(objects["visible_fraction"] >= 0.5)]
+    counts = vis.groupby(["filename", "time", "state"]).size()
+    for i, (c, t) in enumerate(zip(ev.clips, ev.times)):
+        for state in ("parked", "idling"):
+            out.loc[i, state] = int(counts.get((c, round(float(t), 1), state), 0))
+    return out
+
+
+def pick_examples(results: Mapping[str, EvalResult], states: pd.DataFrame,
+                  n_parked: int = 2, n_idling: int = 1, n_other: int = 1) -> list[tuple[int, str]]:
+    """Fig. 2 rows: (index, why) for parked-vehicle cases where FlowGrad-H beats RCGrad most,
+    idling-vehicle cases where flow fails (flow-only cIoU lowest), and the best FlowGrad-H case."""
+    rc, fh, fo = (np.nan_to_num(results[k].cious) for k in ("RCGrad", "FlowGrad-H",
+                                                             "Optical flow only"))
+    chosen: list[tuple[int, str]] = []
+    parked = np.flatnonzero(states["parked"].to_numpy() > 0)
+    for i in parked[np.argsort(-(fh - rc)[parked], kind="stable")][:n_parked]:
+        chosen.append((int(i), "parked vehicle: motion helps"))
+    idling = np.flatnonzero(states["idling"].to_numpy() > 0)
+    for i in idling[np.argsort(fo[idling], kind="stable")][:n_idling]:
+        chosen.append((int(i), "idling vehicle: motion fails"))
+    rest = [i for i in np.argsort(-fh, kind="stable") if i not in {c[0] for c in chosen}]
+    chosen += [(int(i), "best FlowGrad-H") for i in rest[:n_other]]
+    return chosen
+
+
+def official_rcgrad_maps(path: str, dataset: UrbansasDataset, setup: FlowGradSetup,
+                         progress: bool = True) -> dict[str, LocalizationMaps]:
+    """RCGrad and FlowGrad-H from the released ``rc_grad.pt`` on all FlowGrad pairs of
+    ``dataset`` at 224 px (the published input size). Sample order matches
+    :func:`load_evaluation` with ``clips=None``."""
+    from .checkpoints import load_official_rcgrad
+
+    model, report = load_official_rcgrad(path)
+    print(f"released RCGrad: {len(report.loaded)} tensors loaded, ignored {list(report.ignored)}, "
+          f"missing {list(report.missing)}")
+    ev = load_evaluation(dataset, None, setup, image_size=224, progress=progress)
+    rc = localize.localize(model.eval(), ev.images, ev.audio)
+    return {"RCGrad (released weights)": rc,
+            "FlowGrad-H (released RCGrad)": localize.flowgrad_h(localize.clean(rc.maps), ev.flow)}
+
+
+def real_detector(weights: str, dataset: UrbansasDataset):
+    """The topline's detector on real data: torchvision Faster R-CNN with the user's COCO
+    weights, or None when ``weights`` is '' (the topline row is then left out, and said so)."""
+    if not weights:
+        return None
+    from .baselines import TorchvisionDetector
+
+    return TorchvisionDetector(weights, frame_reader=dataset.frame)
+
+
+def setup_from(**params) -> FlowGradSetup:
+    """A :class:`FlowGradSetup` from notebook parameters (unknown names are an error)."""
+    names = {f.name for f in dataclasses.fields(FlowGradSetup)}
+    unknown = set(params) - names
+    if unknown:
+        raise ValueError(f"not FlowGradSetup fields: {sorted(unknown)}; known: {sorted(names)}")
+    return FlowGradSetup(**params)
+
+
+__all__ = ["FlowGradSetup", "EvalArrays", "METHODS", "split_clips", "load_evaluation",
+           "load_training", "train_family", "method_maps", "score", "table1", "paired_table",
+           "sample_states", "pick_examples", "setup_from", "official_rcgrad_maps", "real_detector"]
