@@ -110,3 +110,21 @@ def test_save_model_round_trip_and_checkpoint_is_weights_only(tmp_path):
         assert torch.equal(a, b)
     save_checkpoint(tmp_path / "c.pt", {"a": 1, "t": torch.ones(2)})
     assert torch.load(tmp_path / "c.pt", weights_only=True)["a"] == 1
+
+
+@pytest.mark.slow
+def test_released_rcgrad_path_of_the_flowgrad_notebook(tmp_path, official_state, urbansas_mini):
+    """The notebook's `official_rcgrad` parameter: a file in the official layout is loaded and
+    gives RCGrad and FlowGrad-H maps for every real FlowGrad pair, at 224 px."""
+    import numpy as np
+
+    from vssl_core import flowgrad_study as fs
+    from vssl_core.data.urbansas import UrbansasDataset
+
+    path = tmp_path / "rc_grad.pt"
+    torch.save(official_state, path)
+    ds = UrbansasDataset(urbansas_mini)
+    maps = fs.official_rcgrad_maps(str(path), ds, fs.FlowGradSetup(), progress=False)
+    rc, fh = maps["RCGrad (released weights)"], maps["FlowGrad-H (released RCGrad)"]
+    assert rc.maps.shape == (102, 224, 224) and rc.postprocess == "clean"
+    assert fh.postprocess == "none" and np.isfinite(fh.maps).all()

@@ -20,7 +20,7 @@ _SUBMODULES = {
     "atomic", "audio", "bias", "cache", "data", "errors", "flow", "localize", "metrics",
     "models", "outputs", "paths", "plotting", "profiles", "train", "baselines", "checkpoints",
     "evaluation", "regenerate", "seeding", "bootstrap", "tour", "dataset_bias", "paper_numbers",
-    "concat", "sample_types",
+    "concat", "sample_types", "flowgrad_study", "train_localizer",
 }
 
 

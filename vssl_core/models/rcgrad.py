@@ -355,16 +355,23 @@ def _resize(x: torch.Tensor, size: int) -> torch.Tensor:
 
 def prepare_images(images: np.ndarray | torch.Tensor, size: int) -> torch.Tensor:
     """uint8 RGB ``(N, H, W, 3)`` -> float ``(N, 3, size, size)`` in [0, 1] (bilinear, antialiased)."""
-    x = torch.as_tensor(images)
+    x = _tensor(images)
     if x.ndim != 4 or x.shape[-1] != 3 or x.dtype != torch.uint8:
         raise ValueError(f"images must be (N, H, W, 3) uint8 RGB, got {x.dtype} {tuple(x.shape)}")
     x = x.permute(0, 3, 1, 2).float() / 255.0
     return _resize(x, size).clamp(0.0, 1.0)
 
 
+def _tensor(x: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """A tensor view of ``x``; read-only arrays (memory-mapped caches) are copied first."""
+    if isinstance(x, np.ndarray) and not x.flags.writeable:
+        x = np.array(x)
+    return torch.as_tensor(x)
+
+
 def prepare_flow(flow: np.ndarray | torch.Tensor, size: int) -> torch.Tensor:
     """Flow magnitude ``(N, H, W)`` px/frame -> ``(N, 1, size, size)`` (values not rescaled)."""
-    x = torch.as_tensor(flow).float()
+    x = _tensor(flow).float()
     if x.ndim != 3:
         raise ValueError(f"flow must be a magnitude map (N, H, W), got shape {tuple(x.shape)}")
     return _resize(x.unsqueeze(1), size)
@@ -372,7 +379,7 @@ def prepare_flow(flow: np.ndarray | torch.Tensor, size: int) -> torch.Tensor:
 
 def prepare_audio(audio: np.ndarray | torch.Tensor) -> torch.Tensor:
     """Waveforms ``(N, C, T)`` or ``(N, T)`` -> float tensor ``(N, C, T)``."""
-    x = torch.as_tensor(audio).float()
+    x = _tensor(audio).float()
     if x.ndim == 2:
         x = x.unsqueeze(1)
     if x.ndim != 3:
