@@ -70,4 +70,4 @@ def resolve_optional(path: str | os.PathLike | None) -> Path | None:
     for candidate in (p, repo_root() / p, repo_root() / "notebooks" / p):
         if candidate.exists():
             return candidate.resolve()
-    raise data_error(p, None, "the path does not exist", "give an existing folder, or '' to skip")
+    raise data_error(p, None, "the path does not exist", "give an existing file or folder, or '' to skip")
