@@ -298,6 +298,23 @@ def real_detector(weights: str, dataset: UrbansasDataset):
     return TorchvisionDetector(weights, frame_reader=dataset.frame)
 
 
+def real_evaluation(models: Mapping, dataset: UrbansasDataset, setup: FlowGradSetup,
+                    at: float = 0.3, n_boot: int = 1000, seed: int = 0, official_rcgrad: str = "",
+                    detector_weights: str = "", progress: bool = True
+                    ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Table 1 and the paired comparisons on every FlowGrad pair of a real Urbansas folder.
+
+    ``models`` (trained on synthetic data) are applied as they are; ``official_rcgrad`` adds the
+    released RCGrad and its FlowGrad-H (224 px); ``detector_weights`` adds the topline.
+    """
+    ev = load_evaluation(dataset, None, setup, progress=progress)
+    maps = method_maps(models, ev, real_detector(detector_weights, dataset))
+    if official_rcgrad:
+        maps.update(official_rcgrad_maps(official_rcgrad, dataset, setup, progress=progress))
+    results = score(maps, ev.gt, at=at, n_boot=n_boot, seed=seed)
+    return table1(results), paired_table(results, n_boot=n_boot, seed=seed)
+
+
 def setup_from(**params) -> FlowGradSetup:
     """A :class:`FlowGradSetup` from notebook parameters (unknown names are an error)."""
     names = {f.name for f in dataclasses.fields(FlowGradSetup)}
@@ -309,4 +326,4 @@ def setup_from(**params) -> FlowGradSetup:
 
 __all__ = ["FlowGradSetup", "EvalArrays", "METHODS", "split_clips", "load_evaluation",
            "load_training", "train_family", "method_maps", "score", "table1", "paired_table",
-           "sample_states", "pick_examples", "setup_from", "official_rcgrad_maps", "real_detector"]
+           "sample_states", "pick_examples", "setup_from", "official_rcgrad_maps", "real_detector", "real_evaluation"]

@@ -25,9 +25,10 @@ Conventions
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import shutil
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,47 @@ __all__ = ["TrainConfig", "TrainArrays", "train", "cached_train", "resolve_devic
 
 # Fields that do not change the trained weights (left out of resume checks and cache keys).
 _RUNTIME_FIELDS = ("device", "num_workers", "log_every", "num_threads")
+
+
+def without(d: Mapping[str, Any], names: Sequence[str]) -> dict[str, Any]:
+    """``d`` without the keys ``names`` (a config's weight-determining fields)."""
+    return {k: v for k, v in d.items() if k not in names}
+
+
+@contextlib.contextmanager
+def torch_threads(n: int | None) -> Iterator[None]:
+    """Run the block with ``torch.set_num_threads(n)`` (None: unchanged), then restore."""
+    old = torch.get_num_threads()
+    if n is not None:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        if n is not None:
+            torch.set_num_threads(old)
+
+
+class RunningLoss:
+    """Sample-weighted mean loss of an epoch, shown on a progress bar every ``log_every`` steps."""
+
+    def __init__(self, bar: Any, n_steps: int, log_every: int) -> None:
+        self.bar, self.n_steps, self.log_every = bar, n_steps, max(log_every, 1)
+        self.total, self.count = 0.0, 0
+
+    def step(self, opt: torch.optim.Optimizer, loss: torch.Tensor, n: int, step: int) -> None:
+        """One optimiser step on ``loss`` (a batch of ``n`` pairs), then update the mean and bar."""
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        self.total += loss.item() * n
+        self.count += n
+        self.bar.update(1)
+        if (step + 1) % self.log_every == 0 or step + 1 == self.n_steps:
+            self.bar.set_postfix(loss=f"{self.mean:.4f}")
+
+    @property
+    def mean(self) -> float:
+        return self.total / max(self.count, 1)
 
 
 @dataclass(frozen=True)
@@ -114,10 +156,7 @@ class TrainConfig:
 
     def weights_key(self) -> dict[str, Any]:
         """The fields that determine the trained weights (no device, workers, logging)."""
-        d = self.to_dict()
-        for name in _RUNTIME_FIELDS:
-            d.pop(name)
-        return d
+        return without(self.to_dict(), _RUNTIME_FIELDS)
 
 
 @dataclass(frozen=True)
@@ -271,14 +310,8 @@ def train(config: TrainConfig, arrays: TrainArrays, out_dir: str | Path | None =
     """
     if config.model.uses_flow and arrays.flow is None:
         raise ValueError(f"{config.model.kind} needs TrainArrays.flow")
-    old_threads = torch.get_num_threads()
-    if config.num_threads is not None:
-        torch.set_num_threads(config.num_threads)
-    try:
+    with torch_threads(config.num_threads):
         return _train(config, arrays, out_dir, resume, progress, init_model)
-    finally:
-        if config.num_threads is not None:
-            torch.set_num_threads(old_threads)
 
 
 def _payload(config: TrainConfig, epoch: int, model: RCGrad, history: list, **extra: Any) -> dict[str, Any]:
@@ -319,9 +352,9 @@ def _train(config: TrainConfig, arrays: TrainArrays, out_dir, resume: bool, prog
         model.train()
         batches, flips = _epoch_plan(n, config, epoch)
         lr = opt.param_groups[0]["lr"]
-        total, count = 0.0, 0
         bar = tqdm(total=len(batches), desc=f"{config.model.kind} epoch {epoch + 1}/{config.epochs}",
                    disable=not progress, leave=False)
+        running = RunningLoss(bar, len(batches), config.log_every)
         loader = _loader(arrays.images, arrays.audio, arrays.flow, batches, config)
         for step, (batch, (img, aud, flo)) in enumerate(zip(batches, loader)):
             if config.hflip:
@@ -329,17 +362,9 @@ def _train(config: TrainConfig, arrays: TrainArrays, out_dir, resume: bool, prog
                 img = torch.where(f.view(-1, 1, 1, 1), img.flip(-1), img)
                 if flo is not None:
                     flo = torch.where(f.view(-1, 1, 1, 1), flo.flip(-1), flo)
-            loss = _forward_loss(model, img, aud, flo, device)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            total += loss.item() * len(batch)
-            count += len(batch)
-            bar.update(1)
-            if (step + 1) % max(config.log_every, 1) == 0 or step + 1 == len(batches):
-                bar.set_postfix(loss=f"{total / count:.4f}")
+            running.step(opt, _forward_loss(model, img, aud, flo, device), len(batch), step)
         bar.close()
-        train_loss = total / max(count, 1)
+        train_loss = running.mean
         val_loss = _val_loss(model, arrays, config, device) if arrays.has_val else None
         monitored = val_loss if val_loss is not None else train_loss
         sched.step(monitored)

@@ -56,7 +56,7 @@ from .models.oya import OyaNet
 from .models.rcgrad import prepare_audio, prepare_images
 # Private helpers of the RCGrad loop, reused rather than copied: the seeded per-epoch plan
 # (it reads only ``seed`` and ``batch_size`` of the config it is given).
-from .train import _epoch_plan, model_fingerprint, resolve_device
+from .train import _epoch_plan, model_fingerprint, resolve_device, torch_threads, without, RunningLoss
 
 __all__ = ["LocalizerTrainConfig", "LocalizerArrays", "flip_horizontal", "inputs", "batch_loss",
            "train_localizer", "cached_train_localizer"]
@@ -122,10 +122,7 @@ class LocalizerTrainConfig:
 
     def weights_key(self) -> dict[str, Any]:
         """The fields that determine the trained weights (no device, threads, logging)."""
-        d = self.to_dict()
-        for name in _RUNTIME_FIELDS:
-            d.pop(name)
-        return d
+        return without(self.to_dict(), _RUNTIME_FIELDS)
 
 
 @dataclass(frozen=True)
@@ -314,14 +311,8 @@ def train_localizer(model: Localizer, config: LocalizerTrainConfig, arrays: Loca
         raise ValueError(f"HTF with flow_encoder={model.config.flow_encoder!r} needs LocalizerArrays.flow_field")
     if len(arrays) < 2:
         raise ValueError(f"need at least 2 training pairs (in-batch negatives), got {len(arrays)}")
-    old_threads = torch.get_num_threads()
-    if config.num_threads is not None:
-        torch.set_num_threads(config.num_threads)
-    try:
+    with torch_threads(config.num_threads):
         return _train(model, config, arrays, out_dir, resume, progress)
-    finally:
-        if config.num_threads is not None:
-            torch.set_num_threads(old_threads)
 
 
 def _train(model: Localizer, config: LocalizerTrainConfig, arrays: LocalizerArrays, out_dir, resume: bool,
@@ -349,26 +340,18 @@ def _train(model: Localizer, config: LocalizerTrainConfig, arrays: LocalizerArra
     for epoch in range(start, config.epochs):
         model.train()
         batches, flips = _epoch_plan(len(arrays), config, epoch)
-        total, count = 0.0, 0
         bar = tqdm(total=len(batches), desc=f"{name} epoch {epoch + 1}/{config.epochs}",
                    disable=not progress, leave=False)
+        running = RunningLoss(bar, len(batches), config.log_every)
         for step, idx in enumerate(batches):
             img, aud, flo = _batch(arrays, idx, size, needs_flow)
             if config.hflip:
                 img, flo = flip_horizontal(img, flo, flips[idx])
             img, aud = img.to(device), aud.to(device)
             flo = flo.to(device) if flo is not None else None
-            loss = batch_loss(model, inputs(model, img, aud, flo))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            total += loss.item() * len(idx)
-            count += len(idx)
-            bar.update(1)
-            if (step + 1) % max(config.log_every, 1) == 0 or step + 1 == len(batches):
-                bar.set_postfix(loss=f"{total / count:.4f}")
+            running.step(opt, batch_loss(model, inputs(model, img, aud, flo)), len(idx), step)
         bar.close()
-        history.append({"epoch": epoch + 1, "train_loss": total / max(count, 1), "steps": len(batches),
+        history.append({"epoch": epoch + 1, "train_loss": running.mean, "steps": len(batches),
                         "lr": opt.param_groups[0]["lr"]})
         if last is not None:
             save_checkpoint(last, _payload(config, model, epoch + 1, history, opt))
