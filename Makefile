@@ -9,7 +9,7 @@ PROFILE ?= quick
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 
-.PHONY: setup figures test bench clean-figures kernel
+.PHONY: setup browser figures test bench clean-figures kernel
 
 setup: $(STAMP)
 
@@ -22,7 +22,12 @@ $(STAMP): requirements.txt pyproject.toml
 figures: setup
 	$(BIN)/python -m vssl_core regenerate --profile $(PROFILE)
 
-test: setup
+# Debian's chromium for tests/test_browser.py (a no-op when /usr/bin/chromium exists or when
+# not root; the test then skips, or fails under CI=true).
+browser:
+	bash .ci/install-browser
+
+test: setup browser
 	$(BIN)/python -m pytest -ra
 
 bench: setup

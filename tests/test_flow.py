@@ -163,3 +163,50 @@ def test_every_real_pair_gets_a_flow_map(mini):
     serial = F.flow_for_pairs(mini, sub, n_jobs=1, progress=False)
     idx = [pairs.pairs.index(p) for p in sub]
     np.testing.assert_array_equal(serial, maps[idx])
+
+
+def test_flow_and_field_in_one_pass_equal_the_separate_calls(synth):
+    """Both outputs of one Farneback pass per pair equal the magnitude and field computed apart."""
+    clip, p = "lyon1_2", F.FlowParams(window_s=0.25)
+    info = synth.video_info(clip)
+    idx = {i for pr in F.window_frame_pairs(0.25, info.fps, info.n_frames, p) for i in pr}
+    frames = dict(zip(sorted(idx), synth.frames(clip, [i / info.fps for i in sorted(idx)], gray=True)))
+    mag, fld = F.flow_and_field_from_frames(frames, 0.25, info.fps, info.n_frames, p)
+    np.testing.assert_allclose(mag, F.flow_from_frames(frames, 0.25, info.fps, info.n_frames, p), rtol=1e-6)
+    np.testing.assert_allclose(fld, F.flow_from_frames(frames, 0.25, info.fps, info.n_frames, p, field=True),
+                               rtol=1e-6)
+    assert fld.shape == (*mag.shape, 2) and fld.dtype == np.float32
+
+
+def test_eval_set_flow_field_column(synth, tmp_path):
+    """flow_field=True adds the mean field resized to the image size; the magnitude is unchanged."""
+    from vssl_core.data.evalset import as_numpy, build_eval_set
+
+    plain = as_numpy(build_eval_set(synth, image_size=32, n_jobs=1, progress=False, workdir=tmp_path / "a"))
+    both = as_numpy(build_eval_set(synth, image_size=32, n_jobs=1, progress=False, workdir=tmp_path / "b",
+                                   flow_field=True))
+    assert "flow_field" not in plain and both["flow_field"].shape == (1, 32, 32, 2)
+    np.testing.assert_allclose(both["flow"], plain["flow"], rtol=1e-6)
+    t = float(both["time"][0])
+    expected = cv2.resize(F.flow_field_at(synth, "lyon1_2", t), (32, 32), interpolation=cv2.INTER_LINEAR)
+    np.testing.assert_allclose(both["flow_field"][0], expected, rtol=1e-5, atol=1e-5)
+    assert np.median(both["flow_field"][0][..., 0]) > 0.5        # the texture pans right: dx > 0
+
+
+def test_pair_cache_gives_the_same_flow_and_reuses_pairs(synth, monkeypatch):
+    """A per-clip cache of pair fields changes no value and computes each pair once."""
+    clip, p = "lyon1_2", F.FlowParams(window_s=0.5)
+    info = synth.video_info(clip)
+    times = [0.25, 0.5, 0.75]
+    idx = sorted({i for t in times for pr in F.window_frame_pairs(t, info.fps, info.n_frames, p) for i in pr})
+    frames = dict(zip(idx, synth.frames(clip, [i / info.fps for i in idx], gray=True)))
+    plain = [F.flow_from_frames(frames, t, info.fps, info.n_frames, p) for t in times]
+    calls = []
+    real = F.farneback
+    monkeypatch.setattr(F, "farneback", lambda a, b, params=F.FlowParams(): calls.append(1) or real(a, b, params))
+    cache: dict = {}
+    cached = [F.flow_from_frames(frames, t, info.fps, info.n_frames, p, cache=cache) for t in times]
+    for a, b in zip(plain, cached):
+        np.testing.assert_array_equal(a, b)
+    distinct = {pr for t in times for pr in F.window_frame_pairs(t, info.fps, info.n_frames, p)}
+    assert len(calls) == len(distinct) < sum(len(F.window_frame_pairs(t, info.fps, info.n_frames, p)) for t in times)

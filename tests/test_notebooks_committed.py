@@ -45,3 +45,17 @@ def test_profile_tables_name_notebooks():
     for profile in available_profiles(nbdir):
         unknown = set(load_profile(nbdir, profile)) - stems
         assert not unknown, f"profiles/{profile}.toml names no notebook: {unknown}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_every_parameter_line_is_understood_by_papermill(path: Path):
+    """papermill silently drops a parameter line it cannot parse (e.g. a comment holding quotes
+    or a semicolon); such a parameter could then not be set by a profile."""
+    import papermill
+
+    nb = json.loads(path.read_text())
+    cell = next(c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", []))
+    lines = "".join(cell["source"]).splitlines()
+    assigned = {ln.split("=", 1)[0].strip() for ln in lines
+                if "=" in ln and not ln.lstrip().startswith("#") and ln[:1].isalpha()}
+    assert assigned == set(papermill.inspect_notebook(str(path)))

@@ -183,3 +183,22 @@ def test_oya_maps_on_grid():
     assert (loc >= 0).all() and (pot > 0).all()
     with pytest.raises(ValueError):
         oya_maps(model.train(), images, audio)
+
+
+def test_all_negatives_average_every_shift():
+    """negatives="all": the same positives, and the negative term is the mean over all N - 1
+    shifts (each shift is one derangement; together they are every mismatched pair once)."""
+    torch.manual_seed(0)
+    model = OyaNet(TINY).eval()
+    images, wave = _batch(n=4)
+    with torch.no_grad():
+        full = model.similarity_loss(images, wave, negatives="all")
+        shifts = [model.similarity_loss(images, wave, shift=k) for k in (1, 2, 3)]
+    assert torch.allclose(full.positive, shifts[0].positive, atol=1e-6)
+    assert torch.allclose(full.negative, torch.stack([s.negative for s in shifts]).mean(), atol=1e-6)
+    cfg = OyaConfig(**{**TINY.to_dict(), "negatives": "all"})
+    torch.manual_seed(0)
+    with torch.no_grad():
+        assert torch.allclose(OyaNet(cfg).eval().similarity_loss(images, wave).loss, full.loss, atol=1e-6)
+    with pytest.raises(ValueError):
+        OyaConfig(negatives="hard")

@@ -150,3 +150,20 @@ def test_model_fingerprint_handles_scalars_and_changes_with_weights():
     with torch.no_grad():
         model.logit_scale.add_(1.0)
     assert model_fingerprint(model) != before
+
+
+def test_cached_model_finds_only_what_cached_train_stored(tmp_path):
+    """cached_model returns None before training and the stored weights after, without arrays."""
+    from vssl_core.train import cached_model
+
+    cfg = TrainConfig(model=ModelConfig(width=1 / 16, image_size=32, layer4_stride=2), epochs=1, batch_size=4)
+    assert cached_model(cfg, "data-key", tmp_path) is None
+    rng = np.random.default_rng(0)
+    arrays = TrainArrays(rng.integers(0, 255, (8, 32, 32, 3), dtype=np.uint8),
+                         rng.uniform(-0.5, 0.5, (8, 1, 16000)).astype(np.float32),
+                         rng.uniform(0, 2, (8, 32, 32)).astype(np.float32))
+    trained = cached_train(cfg, arrays, "data-key", tmp_path, progress=False)
+    found = cached_model(cfg, "data-key", tmp_path)
+    assert found is not None and cached_model(cfg, "other-key", tmp_path) is None
+    for (k, a), (_, b) in zip(trained.state_dict().items(), found.state_dict().items()):
+        assert torch.equal(a, b), k

@@ -20,7 +20,8 @@ _SUBMODULES = {
     "atomic", "audio", "bias", "cache", "data", "errors", "flow", "localize", "metrics",
     "models", "outputs", "paths", "plotting", "profiles", "train", "baselines", "checkpoints",
     "evaluation", "regenerate", "seeding", "bootstrap", "tour", "dataset_bias", "paper_numbers",
-    "concat", "sample_types", "flowgrad_study", "train_localizer",
+    "concat", "sample_types", "flowgrad_study", "train_localizer", "htf_study", "motion_sweeps",
+    "claims", "memory", "oya_study", "plotting_oya", "explorer", "explorer_methods", "explorer_view",
 }
 
 

@@ -194,27 +194,55 @@ def window_frame_pairs(t: float, video_fps: float, n_frames: int,
                      f"window ({k} steps of {step} s)")
 
 
+def _pair_field(frames: Mapping[int, np.ndarray], pair: tuple[int, int], params: FlowParams,
+                cache: dict | None) -> np.ndarray:
+    """Farneback field of one frame pair, from ``cache`` (a dict the caller keeps per clip and
+    per ``params``) when it holds it."""
+    if cache is None:
+        return farneback(frames[pair[0]], frames[pair[1]], params)
+    if pair not in cache:
+        cache[pair] = farneback(frames[pair[0]], frames[pair[1]], params)
+    return cache[pair]
+
+
 def _mean_over_pairs(frames: Mapping[int, np.ndarray], pairs: Sequence[tuple[int, int]],
-                     params: FlowParams, field: bool) -> np.ndarray:
+                     params: FlowParams, field: bool, cache: dict | None = None) -> np.ndarray:
     acc = None
-    cache: dict[tuple[int, int], np.ndarray] = {}
-    for a, b in pairs:
-        if (a, b) not in cache:
-            fl = farneback(frames[a], frames[b], params)
-            cache[(a, b)] = fl if field else magnitude(fl)
-        x = cache[(a, b)]
+    local: dict = {} if cache is None else cache
+    for pair in pairs:
+        fl = _pair_field(frames, pair, params, local)
+        x = fl if field else magnitude(fl)
         acc = x.astype(np.float32, copy=True) if acc is None else acc + x
     return acc / np.float32(len(pairs))
 
 
+def flow_and_field_from_frames(frames: Mapping[int, np.ndarray], t: float, video_fps: float,
+                               n_frames: int, params: FlowParams = FlowParams(),
+                               cache: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Both the mean magnitude ``(H, W)`` and the mean field ``(H, W, 2)`` at ``t``, with one
+    Farneback call per frame pair (the magnitude is the mean of the per-pair magnitudes, as
+    :func:`flow_from_frames` computes it, not the magnitude of the mean field). ``cache`` as in
+    :func:`flow_from_frames`."""
+    pairs = window_frame_pairs(t, video_fps, n_frames, params)
+    local: dict = {} if cache is None else cache
+    fields = {p: _pair_field(frames, p, params, local) for p in dict.fromkeys(pairs)}
+    mag = sum(magnitude(fields[p]).astype(np.float32) for p in pairs) / np.float32(len(pairs))
+    fld = sum(fields[p].astype(np.float32) for p in pairs) / np.float32(len(pairs))
+    return mag.astype(np.float32), fld.astype(np.float32)
+
+
 def flow_from_frames(frames: Mapping[int, np.ndarray], t: float, video_fps: float, n_frames: int,
-                     params: FlowParams = FlowParams(), field: bool = False) -> np.ndarray:
+                     params: FlowParams = FlowParams(), field: bool = False,
+                     cache: dict | None = None) -> np.ndarray:
     """Flow at ``t`` from already decoded frames (index -> grayscale or RGB frame).
 
     Returns the mean magnitude ``(H, W)`` or, with ``field=True``, the mean field ``(H, W, 2)``.
+    ``cache``: a dict, kept by the caller for one clip and one ``params``, that shares the
+    Farneback field of a frame pair between times whose windows overlap (a 5-s window at 2-Hz
+    sample times reuses each pair ~10 times); the result is the same with or without it.
     """
     return _mean_over_pairs(frames, window_frame_pairs(t, video_fps, n_frames, params), params,
-                            field)
+                            field, cache)
 
 
 def _needed(times: Sequence[float], info: media.VideoInfo, params: FlowParams) -> set[int]:
@@ -230,7 +258,8 @@ def clip_flows(video_path: str | Path, info: media.VideoInfo, times: Sequence[fl
     time, in order.
     """
     frames = media.read_frames(video_path, _needed(times, info, params), info.n_frames, gray=True)
-    return [flow_from_frames(frames, t, info.fps, info.n_frames, params, field) for t in times]
+    cache: dict = {}
+    return [flow_from_frames(frames, t, info.fps, info.n_frames, params, field, cache) for t in times]
 
 
 def flow_magnitude_at(dataset: UrbansasDataset, clip: str, t: float,

@@ -17,7 +17,7 @@ Protocol
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -106,6 +106,7 @@ class EvalArrays:
     audio: np.ndarray      # (N, 1, T) float32
     gt: np.ndarray         # (N, 224, 224) float32 in {0, 1}
     boxes: list            # N arrays (n_i, 4), 1280x720 units
+    flow_field: np.ndarray | None = None  # (N, S, S, 2) float32 (dx, dy) px/step, when asked for
 
     def __len__(self) -> int:
         return len(self.clips)
@@ -120,14 +121,32 @@ def split_clips(dataset: UrbansasDataset, eval_clips: int) -> tuple[list[str], l
 
 
 def load_evaluation(dataset: UrbansasDataset, clips: Sequence[str] | None, setup: FlowGradSetup,
-                    image_size: int | None = None, progress: bool = True) -> EvalArrays:
-    """The FlowGrad pairs of ``clips`` (None: all clips) as arrays, cached on disk."""
+                    image_size: int | None = None, progress: bool = True,
+                    flow_field: bool = False) -> EvalArrays:
+    """The FlowGrad pairs of ``clips`` (None: all clips) as arrays, cached on disk.
+
+    ``setup`` may be any object with ``image_size``, ``flow`` and ``audio_sr`` (the other
+    studies' setups too); ``flow_field=True`` adds the 2-channel field (Hear The Flow)."""
     ds = load_eval_set(dataset, "flowgrad", image_size or setup.image_size, setup.flow,
-                       setup.audio_sr, 1.0, "mono", progress=progress, clips=clips)
+                       setup.audio_sr, 1.0, "mono", progress=progress, clips=clips,
+                       flow_field=flow_field)
     a = as_numpy(ds)
     boxes = [np.asarray(b, dtype=float).reshape(-1, 4) for b in a["boxes"]]
     return EvalArrays(a["clip"], a["time"], a["image"], a["flow"], a["audio"],
-                      a["gt"].astype(np.float32), boxes)
+                      a["gt"].astype(np.float32), boxes, a.get("flow_field"))
+
+
+def _training_windows(dataset: UrbansasDataset, clips: Sequence[str], setup: FlowGradSetup
+                      ) -> tuple[list, str]:
+    """The random training windows of ``clips`` and the fingerprint of their source."""
+    windows = dataset.random_windows(setup.train_windows, setup.train_audio_seconds,
+                                     seed=setup.seed, clips=clips)
+    key = cache.fingerprint({"root": str(dataset.root), "windows": windows,
+                             "annotations": cache.file_sha256(
+                                 dataset.root / "annotations" / "video_annotations.csv"),
+                             "size": setup.image_size, "flow": setup.flow,
+                             "sr": setup.audio_sr, "sec": setup.train_audio_seconds})
+    return windows, key
 
 
 def load_training(dataset: UrbansasDataset, clips: Sequence[str], setup: FlowGradSetup,
@@ -135,17 +154,50 @@ def load_training(dataset: UrbansasDataset, clips: Sequence[str], setup: FlowGra
     """Training arrays from random windows of ``clips`` and a fingerprint of their source."""
     from .train import TrainArrays
 
-    windows = dataset.random_windows(setup.train_windows, setup.train_audio_seconds,
-                                     seed=setup.seed, clips=clips)
+    windows, key = _training_windows(dataset, clips, setup)
     ds = load_train_set(dataset, windows, setup.image_size, setup.flow, setup.audio_sr,
                         setup.train_audio_seconds, "mono", progress=progress)
     a = as_numpy(ds, ["image", "audio", "flow"])
-    key = cache.fingerprint({"root": str(dataset.root), "windows": windows,
-                             "annotations": cache.file_sha256(
-                                 dataset.root / "annotations" / "video_annotations.csv"),
-                             "size": setup.image_size, "flow": setup.flow,
-                             "sr": setup.audio_sr, "sec": setup.train_audio_seconds})
     return TrainArrays(a["image"], a["audio"], a["flow"]), key
+
+
+def cached_rcgrad(setup: FlowGradSetup, dataset: UrbansasDataset, clips: Sequence[str],
+                  progress: bool = True):
+    """The RCGrad of :func:`train_rcgrad` on the windows of ``clips``; its training arrays are
+    loaded only when it is not in the model cache yet (they take ~0.5 GB in the quick profile)."""
+    from .train import cached_model
+
+    _, key = _training_windows(dataset, clips, setup)
+    model = cached_model(_train_config(setup, "rcgrad", setup.epochs), key)
+    if model is not None:
+        return model
+    arrays, key = load_training(dataset, clips, setup, progress=progress)
+    return train_rcgrad(setup, arrays, key, progress=progress)
+
+
+def _train_config(setup: FlowGradSetup, kind: str, epochs: int):
+    from .models.rcgrad import ModelConfig
+    from .train import TrainConfig
+
+    model = ModelConfig(kind=kind, width=setup.width, layer4_stride=setup.layer4_stride,
+                        image_size=setup.image_size, audio_sr=setup.audio_sr)
+    return TrainConfig(model=model, epochs=epochs, batch_size=setup.batch_size, lr=setup.lr,
+                       seed=setup.seed, num_threads=setup.num_threads)
+
+
+def train_rcgrad(setup: FlowGradSetup, arrays, data_key: str, progress: bool = True):
+    """RCGrad from scratch (cached): the model :func:`train_family` starts from."""
+    from .train import cached_train
+
+    return cached_train(_train_config(setup, "rcgrad", setup.epochs), arrays, data_key, progress=progress)
+
+
+def rcgrad_for_profile(profile: str, dataset: UrbansasDataset, progress: bool = True):
+    """The RCGrad that notebook 02 trains under ``profile`` on ``dataset`` (the synthetic default),
+    from the cache when notebook 02 has run, else trained now. Returns ``(model, setup)``."""
+    setup = setup_for_profile(profile)
+    train_clips, _ = split_clips(dataset, setup.eval_clips)
+    return cached_rcgrad(setup, dataset, train_clips, progress=progress), setup
 
 
 def train_family(setup: FlowGradSetup, arrays, data_key: str, progress: bool = True) -> dict:
@@ -153,16 +205,12 @@ def train_family(setup: FlowGradSetup, arrays, data_key: str, progress: bool = T
 
     ``cached_train`` turns the RCGrad into IC (flow kernels = mean of the RGB kernels) or EN
     (flow encoder = the image encoder with a 1-channel conv1) before training."""
-    from .models.rcgrad import ModelConfig
-    from .train import TrainConfig, cached_train
+    from .train import cached_train
 
-    def config(kind: str, epochs: int) -> TrainConfig:
-        model = ModelConfig(kind=kind, width=setup.width, layer4_stride=setup.layer4_stride,
-                            image_size=setup.image_size, audio_sr=setup.audio_sr)
-        return TrainConfig(model=model, epochs=epochs, batch_size=setup.batch_size, lr=setup.lr,
-                           seed=setup.seed, num_threads=setup.num_threads)
+    def config(kind: str, epochs: int):
+        return _train_config(setup, kind, epochs)
 
-    rc = cached_train(config("rcgrad", setup.epochs), arrays, data_key, progress=progress)
+    rc = train_rcgrad(setup, arrays, data_key, progress=progress)
     ic = cached_train(config("flowgrad_ic", setup.finetune_epochs), arrays, data_key,
                       progress=progress, init_model=rc)
     en = cached_train(config("flowgrad_en", setup.finetune_epochs), arrays, data_key,
@@ -170,28 +218,84 @@ def train_family(setup: FlowGradSetup, arrays, data_key: str, progress: bool = T
     return {"rcgrad": rc, "flowgrad_ic": ic, "flowgrad_en": en}
 
 
-def method_maps(models: Mapping, ev: EvalArrays, detector=None,
-                clip_end: float | Sequence[float] = 9.5) -> dict[str, LocalizationMaps]:
-    """Maps of every Table 1 method on the same samples, in the metric's space.
+def cached_family(setup: FlowGradSetup, dataset: UrbansasDataset, clips: Sequence[str],
+                  progress: bool = True) -> dict:
+    """:func:`train_family` on the windows of ``clips``, loading the training arrays only when a
+    model is not in the cache yet (and releasing them on return: ~0.5 GB in the quick profile)."""
+    from .train import cached_model
+
+    _, key = _training_windows(dataset, clips, setup)
+    rc = cached_model(_train_config(setup, "rcgrad", setup.epochs), key)
+    if rc is not None:
+        ic = cached_model(_train_config(setup, "flowgrad_ic", setup.finetune_epochs), key, init_model=rc)
+        en = cached_model(_train_config(setup, "flowgrad_en", setup.finetune_epochs), key, init_model=rc)
+        if ic is not None and en is not None:
+            return {"rcgrad": rc, "flowgrad_ic": ic, "flowgrad_en": en}
+    arrays, key = load_training(dataset, clips, setup, progress=progress)
+    return train_family(setup, arrays, key, progress=progress)
+
+
+def method_stream(models: Mapping, ev: EvalArrays, detector=None,
+                  clip_end: float | Sequence[float] = 9.5) -> Iterator[tuple[str, LocalizationMaps]]:
+    """Maps of every Table 1 method on the same samples, in the metric's space, one method at
+    a time as ``(name, maps)`` (at most two methods' maps alive when the consumer drops each).
 
     ``models`` may hold any of "rcgrad", "flowgrad_ic", "flowgrad_en"; the topline needs a
     detector (the oracle on synthetic data, Faster R-CNN with user weights on real data).
     """
-    out: dict[str, LocalizationMaps] = {}
     if detector is not None:
-        out["Vision-only+CF+TF (topline)"] = topline_maps(detector, list(ev.clips),
-                                                           list(ev.times), clip_end)
-    out["Optical flow only"] = flow_only_map(ev.flow)
+        yield "Vision-only+CF+TF (topline)", topline_maps(detector, list(ev.clips), list(ev.times), clip_end)
+    yield "Optical flow only", flow_only_map(ev.flow)
     if "rcgrad" in models:
         rc = localize.localize(models["rcgrad"], ev.images, ev.audio)
-        out["RCGrad"] = rc
-        out["FlowGrad-H"] = localize.flowgrad_h(localize.clean(rc.maps), ev.flow)
+        yield "RCGrad", rc
+        fh = localize.flowgrad_h(localize.clean(rc.maps), ev.flow)
+        del rc
+        yield "FlowGrad-H", fh
+        del fh
     if "flowgrad_ic" in models:
-        out["FlowGrad-IC"] = localize.localize(models["flowgrad_ic"], ev.images, ev.audio, ev.flow)
+        yield "FlowGrad-IC", localize.localize(models["flowgrad_ic"], ev.images, ev.audio, ev.flow)
     if "flowgrad_en" in models:
-        out["FlowGrad-EN"] = localize.localize(models["flowgrad_en"], ev.images, ev.audio, ev.flow)
-    out["Centred box"] = centred_box(len(ev))
-    return out
+        yield "FlowGrad-EN", localize.localize(models["flowgrad_en"], ev.images, ev.audio, ev.flow)
+    yield "Centred box", centred_box(len(ev))
+
+
+def method_maps(models: Mapping, ev: EvalArrays, detector=None,
+                clip_end: float | Sequence[float] = 9.5) -> dict[str, LocalizationMaps]:
+    """Every method's maps at once (:func:`method_stream` collected): ~0.2 MB per sample and
+    method; prefer :func:`score_stream` for large sets."""
+    return dict(method_stream(models, ev, detector, clip_end))
+
+
+def subset(ev: EvalArrays, index: Sequence[int]) -> EvalArrays:
+    """The samples ``index`` of ``ev`` (e.g. the rows of an example figure)."""
+    i = np.asarray(index, dtype=int)
+    return EvalArrays(ev.clips[i], ev.times[i], ev.images[i], ev.flow[i], ev.audio[i], ev.gt[i],
+                      [ev.boxes[k] for k in i], None if ev.flow_field is None else ev.flow_field[i])
+
+
+def score_stream(stream: Iterable[tuple[str, LocalizationMaps]], gt: np.ndarray, at: float = 0.3,
+                 n_boot: int = 1000, seed: int = 0,
+                 per_map: Callable[[LocalizationMaps], np.ndarray] | None = None,
+                 keep: Sequence[str] = ()) -> tuple[dict[str, EvalResult], dict[str, np.ndarray],
+                                                     dict[str, LocalizationMaps]]:
+    """Score maps as they come and drop them: bounded memory for many methods on many samples.
+
+    Returns the results per method (as :func:`score`), ``per_map(maps)`` per method when given
+    (else an empty dict), and the maps of the methods named in ``keep``.
+    """
+    results: dict[str, EvalResult] = {}
+    extra: dict[str, np.ndarray] = {}
+    kept: dict[str, LocalizationMaps] = {}
+    for name, maps in stream:
+        results[name] = metrics.evaluate(maps.maps, gt, postprocess=maps.postprocess, at=at,
+                                         n_boot=n_boot, seed=seed)
+        if per_map is not None:
+            extra[name] = per_map(maps)
+        if name in keep:
+            kept[name] = maps
+        del maps
+    return results, extra, kept
 
 
 def score(maps: Mapping[str, LocalizationMaps], gt: np.ndarray, at: float = 0.3,
@@ -308,11 +412,23 @@ def real_evaluation(models: Mapping, dataset: UrbansasDataset, setup: FlowGradSe
     released RCGrad and its FlowGrad-H (224 px); ``detector_weights`` adds the topline.
     """
     ev = load_evaluation(dataset, None, setup, progress=progress)
-    maps = method_maps(models, ev, real_detector(detector_weights, dataset))
+    results, _, _ = score_stream(method_stream(models, ev, real_detector(detector_weights, dataset)),
+                                 ev.gt, at=at, n_boot=n_boot, seed=seed)
     if official_rcgrad:
-        maps.update(official_rcgrad_maps(official_rcgrad, dataset, setup, progress=progress))
-    results = score(maps, ev.gt, at=at, n_boot=n_boot, seed=seed)
+        results.update(score(official_rcgrad_maps(official_rcgrad, dataset, setup, progress=progress),
+                             ev.gt, at=at, n_boot=n_boot, seed=seed))
     return table1(results), paired_table(results, n_boot=n_boot, seed=seed)
+
+
+def setup_for_profile(profile: str) -> FlowGradSetup:
+    """The :class:`FlowGradSetup` notebook 02 runs with under ``profile`` (its declared defaults,
+    then the profile's ``[all]`` and ``[02_flowgrad]`` tables), so another notebook reuses the
+    models that notebook 02 trained and cached."""
+    from .profiles import notebook_parameters
+
+    params = notebook_parameters("02_flowgrad", profile)
+    names = {f.name for f in dataclasses.fields(FlowGradSetup)}
+    return FlowGradSetup(**{k: v for k, v in params.items() if k in names})
 
 
 def setup_from(**params) -> FlowGradSetup:
@@ -325,5 +441,5 @@ def setup_from(**params) -> FlowGradSetup:
 
 
 __all__ = ["FlowGradSetup", "EvalArrays", "METHODS", "split_clips", "load_evaluation",
-           "load_training", "train_family", "method_maps", "score", "table1", "paired_table",
-           "sample_states", "pick_examples", "setup_from", "official_rcgrad_maps", "real_detector", "real_evaluation"]
+           "load_training", "train_family", "method_maps", "method_stream", "subset", "score_stream", "score", "table1", "paired_table",
+           "sample_states", "pick_examples", "setup_from", "setup_for_profile", "train_rcgrad", "cached_rcgrad", "cached_family", "rcgrad_for_profile", "official_rcgrad_maps", "real_detector", "real_evaluation"]

@@ -30,6 +30,7 @@ RCGrad, FlowGrad-IC           CAM resized to 224 + min-max                  "cle
 FlowGrad-EN                   image CAM grid x flow CAM grid                "clean"
 FlowGrad-H                    clean(RCGrad grid) x raw flow magnitude       "none"
 flow only (baselines)         raw flow magnitude, px/frame                  "none"
+LVS, Hear The Flow            cosine map resized to 224 + min-max           "median"
 ============================  ===========================================  ===========
 
 FlowGrad-H and the flow-only maps are NOT renormalised: thresholding them at 0.5 keeps pixels
@@ -65,7 +66,7 @@ class LocalizationMaps:
     Attributes
     ----------
     maps : ndarray float32, shape (N, 224, 224)
-    postprocess : {"clean", "none"}
+    postprocess : {"clean", "median", "none"}
         The ``postprocess`` argument for :func:`vssl_core.metrics.postprocess` / the evaluator.
     method : str
         Short method name ("rcgrad", "flowgrad_h", ...).
@@ -78,8 +79,8 @@ class LocalizationMaps:
     def __post_init__(self) -> None:
         if self.maps.ndim != 3 or self.maps.shape[1:] != (GRID, GRID):
             raise ValueError(f"maps must be (N, {GRID}, {GRID}), got {self.maps.shape}")
-        if self.postprocess not in ("clean", "none"):
-            raise ValueError(f"postprocess must be 'clean' or 'none', got {self.postprocess!r}")
+        if self.postprocess not in ("clean", "median", "none"):
+            raise ValueError(f"postprocess must be 'clean', 'median' or 'none', got {self.postprocess!r}")
 
 
 def _device(model: nn.Module) -> torch.device:

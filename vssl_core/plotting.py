@@ -235,12 +235,38 @@ def localisation_examples(images: np.ndarray, boxes: Sequence[np.ndarray], flow:
 
 
 def results_bars(table: "pd.DataFrame", metric: str, paper_column: str | None = None,
-                 ax: Axes | None = None) -> Axes:
-    """Bars of ``metric`` per method (``table`` from a study's table function) with 95% CIs and
-    the paper's value as a black tick."""
+                 ax: Axes | None = None, label_column: str = "method") -> Axes:
+    """Bars of ``metric`` per row (``table`` from a study's table function, rows named by
+    ``label_column``) with 95% CIs and the paper's value as a black tick."""
     if ax is None:
         _, ax = plt.subplots(figsize=(4.5, 0.35 * len(table) + 0.8))
     paper = table[paper_column].tolist() if paper_column else None
-    metric_bars(ax, table["method"].tolist(), table[metric].tolist(), table[f"{metric}_lo"].tolist(),
+    metric_bars(ax, table[label_column].astype(str).tolist(), table[metric].tolist(), table[f"{metric}_lo"].tolist(),
                 table[f"{metric}_hi"].tolist(), paper=paper, label=metric)
+    return ax
+
+
+def sweep_lines(table: "pd.DataFrame", x: str, y: str, hue: str, ax: Axes | None = None,
+                style: str | None = None, logx: bool = False) -> Axes:
+    """One line per value of ``hue`` (and of ``style``, dashed for its second value) of ``y``
+    against ``x``, with the 95% band from the ``{y}_lo`` / ``{y}_hi`` columns when present."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(4.5, 3.0))
+    styles = list(dict.fromkeys(table[style])) if style else [None]
+    for i, name in enumerate(dict.fromkeys(table[hue])):
+        for j, st in enumerate(styles):
+            part = table[(table[hue] == name) & ((table[style] == st) if style else True)].sort_values(x)
+            if part.empty:
+                continue
+            label = f"{name}" if style is None else f"{name} ({style}={st})"
+            ax.plot(part[x], part[y], marker="o", ms=3, color=colour(i), ls="-" if j == 0 else "--",
+                    label=label)
+            if f"{y}_lo" in part and f"{y}_hi" in part:
+                ax.fill_between(part[x], part[f"{y}_lo"], part[f"{y}_hi"], color=colour(i), alpha=0.15,
+                                lw=0)
+    if logx:
+        ax.set_xscale("log")
+    ax.set_xlabel(x)
+    ax.set_ylabel(y)
+    ax.legend(fontsize=7)
     return ax

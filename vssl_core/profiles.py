@@ -14,8 +14,10 @@ name is an error (papermill itself would only warn and inject it anyway).
 """
 from __future__ import annotations
 
+import ast
 import difflib
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -86,4 +88,33 @@ def resolve_parameters(notebook: Path, profile_data: dict[str, dict[str, Any]], 
                 raise data_error(origin, name, f"unknown parameter for {notebook.name}", fix)
             params[name] = value
     params["profile"] = profile
+    return params
+
+
+def _literal(text: str, notebook: Path, name: str) -> Any:
+    from .errors import data_error
+
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError) as exc:
+        raise data_error(notebook, name, f"default {text!r} is not a literal ({exc})",
+                         "declare parameters as plain literals") from exc
+
+
+def notebook_parameters(stem: str, profile: str, overrides: Mapping[str, Any] | None = None,
+                        notebooks_dir: str | Path | None = None) -> dict[str, Any]:
+    """Every parameter notebook ``stem`` runs with under ``profile``.
+
+    Its declared defaults, then the profile's ``[all]`` and ``[<stem>]`` tables, then those of
+    ``overrides`` that the notebook declares (:func:`vssl_core.profiles.resolve_parameters`).
+    """
+    from .paths import repo_root
+
+    nbdir = Path(notebooks_dir) if notebooks_dir is not None else repo_root() / "notebooks"
+    nb = nbdir / f"{stem}.ipynb"
+    declared = declared_parameters(nb)
+    params = {name: _literal(p["default"], nb, name) for name, p in declared.items()}
+    mine = {k: v for k, v in (overrides or {}).items() if k in declared}
+    params.update(resolve_parameters(nb, load_profile(nbdir, profile), profile,
+                                     profile_path(nbdir, profile), mine))
     return params

@@ -28,6 +28,7 @@ from . import __version__, atomic
 from .errors import DataError
 from .paths import figures_dir as default_figures_dir
 from .paths import repo_root
+from .memory import PeakMemory
 from .profiles import load_profile, profile_path, resolve_parameters
 
 #: Packages whose versions go into the manifest.
@@ -51,6 +52,7 @@ class NotebookRun:
     seconds: float
     outputs: list[str]
     parameters: dict[str, Any]
+    peak_mib: float = 0.0
 
 
 @dataclass
@@ -60,13 +62,14 @@ class RunSummary:
     manifest: Path | None = None
 
     def table(self) -> str:
-        """A plain-text summary table: notebook, seconds, outputs."""
-        rows = [("notebook", "seconds", "outputs")]
-        rows += [(r.name, f"{r.seconds:.1f}", str(len(r.outputs))) for r in self.runs]
+        """A plain-text summary table: notebook, seconds, peak kernel memory (MiB), outputs."""
+        rows = [("notebook", "seconds", "peak MiB", "outputs")]
+        rows += [(r.name, f"{r.seconds:.1f}", f"{r.peak_mib:.0f}", str(len(r.outputs))) for r in self.runs]
         rows.append(("total", f"{sum(r.seconds for r in self.runs):.1f}",
+                     f"{max((r.peak_mib for r in self.runs), default=0):.0f}",
                      str(sum(len(r.outputs) for r in self.runs))))
-        w = [max(len(r[i]) for r in rows) for i in range(3)]
-        lines = [f"{a:<{w[0]}}  {b:>{w[1]}}  {c:>{w[2]}}" for a, b, c in rows]
+        w = [max(len(r[i]) for r in rows) for i in range(4)]
+        lines = [f"{a:<{w[0]}}  {b:>{w[1]}}  {c:>{w[2]}}  {d:>{w[3]}}" for a, b, c, d in rows]
         lines.insert(1, "-" * len(lines[0]))
         return "\n".join(lines)
 
@@ -171,7 +174,8 @@ def _update_manifest(figures: Path, profile: str, runs: list[NotebookRun]) -> Pa
              if v.get("notebook") not in {r.name for r in runs}}
     for run in runs:
         notebooks[run.name] = {"profile": profile, "parameters": run.parameters,
-                               "seconds": round(run.seconds, 1), "outputs": run.outputs}
+                               "seconds": round(run.seconds, 1),
+                               "peak_memory_mib": round(run.peak_mib), "outputs": run.outputs}
         for rel in run.outputs:
             files[rel] = {"sha256": _sha256(figures / rel), "notebook": run.name, "profile": profile}
     manifest = {
@@ -234,10 +238,11 @@ def regenerate(profile: str = "quick", only: list[str] | None = None,
             out = staging / notebook.stem
             out.mkdir(parents=True, exist_ok=True)
             start = time.perf_counter()
-            _execute(notebook, {**params, "output_dir": str(out)}, build / notebook.name, progress)
+            with PeakMemory() as memory:
+                _execute(notebook, {**params, "output_dir": str(out)}, build / notebook.name, progress)
             seconds = time.perf_counter() - start
             outputs = sorted(str(p.relative_to(staging)) for p in out.rglob("*") if p.is_file())
-            summary.runs.append(NotebookRun(notebook.stem, seconds, outputs, params))
+            summary.runs.append(NotebookRun(notebook.stem, seconds, outputs, params, memory.peak_mib))
         _promote(staging, figures, [r.name for r in summary.runs])
         summary.manifest = _update_manifest(figures, profile, summary.runs)
     finally:

@@ -402,6 +402,29 @@ def _cache_key(config: TrainConfig, data_fingerprint: str, init_model: RCGrad | 
                          "init": model_fingerprint(init_model) if init_model is not None else None})
 
 
+def _cache_location(config: TrainConfig, data_fingerprint: str, cache_root: str | Path | None,
+                    init_model: RCGrad | None) -> tuple[Path, str, str]:
+    from .paths import cache_dir
+
+    root = Path(cache_root) if cache_root is not None else cache_dir() / "models"
+    key = _cache_key(config, data_fingerprint, init_model)
+    return root, f"{config.model.kind}-{key}", key
+
+
+def cached_model(config: TrainConfig, data_fingerprint: str, cache_root: str | Path | None = None, *,
+                 init_model: RCGrad | None = None) -> RCGrad | None:
+    """The model :func:`cached_train` stored for (config, data, init), or None when there is none.
+
+    Lets a caller skip loading the training arrays when the model is already trained.
+    """
+    root, name, _ = _cache_location(config, data_fingerprint, cache_root, init_model)
+    final = root / name / "model.pt"
+    if not final.exists():
+        return None
+    model, _ = load_model(final)
+    return model
+
+
 def cached_train(config: TrainConfig, arrays: TrainArrays, data_fingerprint: str,
                  cache_root: str | Path | None = None, *, progress: bool = True,
                  init_model: RCGrad | None = None) -> RCGrad:
@@ -420,15 +443,11 @@ def cached_train(config: TrainConfig, arrays: TrainArrays, data_fingerprint: str
     RCGrad (or subclass) in eval mode, on the CPU.
     """
     from .atomic import atomic_dir
-    from .paths import cache_dir
 
-    root = Path(cache_root) if cache_root is not None else cache_dir() / "models"
-    key = _cache_key(config, data_fingerprint, init_model)
-    name = f"{config.model.kind}-{key}"
-    final = root / name / "model.pt"
-    if final.exists():
-        model, _ = load_model(final)
+    model = cached_model(config, data_fingerprint, cache_root, init_model=init_model)
+    if model is not None:
         return model
+    root, name, key = _cache_location(config, data_fingerprint, cache_root, init_model)
     work = root / f".work-{name}"
     model, history = train(config, arrays, work, resume=True, progress=progress, init_model=init_model)
     model = model.cpu()

@@ -22,12 +22,15 @@ gt         uint8 (224, 224)                  ground truth, :func:`vssl_core.metr
 n_boxes    int32                             number of boxes
 boxes      list of float64 (4 * n_boxes)     boxes flattened row-major, 1280x720 annotation units
 labels     list of int64 (n_boxes)           class ids
+flow_field float32 (S, S, 2)                 only with ``flow_field=True``: the mean Farneback
+                                             field (dx, dy) over the same window, resized to S
+                                             (values unchanged); Hear The Flow's input
 =========  ================================  ====================================================
 
 A **training set** (self-supervised windows, :meth:`UrbansasDataset.random_windows`) has the
 columns clip, start (s), time (= start + sec/2, the window centre), image (S, S, 3), audio
 (C, round(sec * sr)) from ``start``, flow (S, S) (magnitude at the centre frame, same units as
-above).
+above) and, with ``flow_field=True``, flow_field (S, S, 2).
 
 Both are Hugging Face :class:`datasets.Dataset` objects, saved with ``save_to_disk`` under
 ``data/cache/<name>-<fingerprint>/dataset`` (written atomically, :func:`vssl_core.cache.cached`)
@@ -50,7 +53,7 @@ import numpy as np
 
 from .. import cache
 from ..paths import cache_dir
-from ..flow import FlowParams, flow_from_frames, imap_clips, window_frame_pairs
+from ..flow import FlowParams, flow_and_field_from_frames, flow_from_frames, imap_clips, window_frame_pairs
 from ..metrics import GRID, gt_map_urbansas
 from . import media
 from .urbansas import URBANSAS_FRAME, UrbansasDataset
@@ -68,6 +71,7 @@ class _RowConfig:
     audio_sr: int
     audio_seconds: float
     channels: str
+    flow_field: bool = False
 
 
 def _clip_rows(task: tuple) -> dict[str, np.ndarray]:
@@ -80,12 +84,22 @@ def _clip_rows(task: tuple) -> dict[str, np.ndarray]:
     s, fs = cfg.image_size, cfg.flow_size
     images = np.stack([cv2.resize(frames[i], (s, s), interpolation=cv2.INTER_AREA)
                        for i in img_idx])
-    flows = np.stack([
-        cv2.resize(flow_from_frames(frames, t, vinfo.fps, vinfo.n_frames, cfg.flow), (fs, fs),
-                   interpolation=cv2.INTER_LINEAR) for t in times]).astype(np.float32)
-    audio = np.stack([media.read_audio(apath, a, cfg.audio_seconds, cfg.audio_sr, cfg.channels,
-                                       info=ainfo) for a in starts])
-    return {"image": images, "flow": flows, "audio": audio}
+    out: dict[str, np.ndarray] = {"image": images}
+    pair_cache: dict = {}  # Farneback fields shared by the overlapping windows of this clip
+    if cfg.flow_field:
+        both = [flow_and_field_from_frames(frames, t, vinfo.fps, vinfo.n_frames, cfg.flow, pair_cache)
+                for t in times]
+        mags = [m for m, _ in both]
+        out["flow_field"] = np.stack([cv2.resize(f, (s, s), interpolation=cv2.INTER_LINEAR)
+                                      for _, f in both]).astype(np.float32)
+    else:
+        mags = [flow_from_frames(frames, t, vinfo.fps, vinfo.n_frames, cfg.flow, cache=pair_cache)
+                for t in times]
+    out["flow"] = np.stack([cv2.resize(m, (fs, fs), interpolation=cv2.INTER_LINEAR)
+                            for m in mags]).astype(np.float32)
+    out["audio"] = np.stack([media.read_audio(apath, a, cfg.audio_seconds, cfg.audio_sr, cfg.channels,
+                                              info=ainfo) for a in starts])
+    return out
 
 
 def _tasks(dataset: UrbansasDataset, items: Sequence[tuple[str, float, float]],
@@ -144,12 +158,18 @@ def _eval_rows(dataset: UrbansasDataset, protocol: str, cfg: _RowConfig, n_jobs:
                 "gt": gt_map_urbansas(p.boxes, URBANSAS_FRAME).astype(np.uint8),
                 "n_boxes": len(p.boxes), "boxes": p.boxes.ravel().tolist(),
                 "labels": p.labels.tolist(),
+                **({"flow_field": res["flow_field"][k]} if cfg.flow_field else {}),
             }
 
 
-def eval_features(image_size: int, n_channels: int, n_samples: int) -> datasets.Features:
+def _field_feature(image_size: int, flow_field: bool) -> dict[str, Any]:
+    return {"flow_field": datasets.Array3D((image_size, image_size, 2), "float32")} if flow_field else {}
+
+
+def eval_features(image_size: int, n_channels: int, n_samples: int,
+                  flow_field: bool = False) -> datasets.Features:
     """Features of an evaluation set (see the module docstring)."""
-    return datasets.Features({
+    return datasets.Features({**_field_feature(image_size, flow_field),
         "clip": datasets.Value("string"),
         "time": datasets.Value("float64"),
         "image": datasets.Array3D((image_size, image_size, 3), "uint8"),
@@ -166,7 +186,7 @@ def build_eval_set(dataset: UrbansasDataset, protocol: str = "flowgrad", image_s
                    flow: FlowParams = FlowParams(), audio_sr: int = 16000,
                    audio_seconds: float = 1.0, channels: str = "mono", n_jobs: int = 2,
                    progress: bool = True, workdir: str | Path | None = None,
-                   clips: Sequence[str] | None = None) -> datasets.Dataset:
+                   clips: Sequence[str] | None = None, flow_field: bool = False) -> datasets.Dataset:
     """Build (without caching) the evaluation set of ``protocol``; see the module docstring.
 
     Parameters
@@ -191,15 +211,19 @@ def build_eval_set(dataset: UrbansasDataset, protocol: str = "flowgrad", image_s
         entry and removes it after ``save_to_disk``.
     clips : sequence of str, optional
         Keep only the pairs of these clips (e.g. a held-out evaluation split).
+    flow_field : bool
+        Also store ``flow_field`` ``(S, S, 2)`` float32: the mean Farneback field (dx, dy) over
+        the same window, resized to the image size, values unchanged (Hear The Flow's input).
 
     Returns
     -------
     datasets.Dataset
         One row per pair, in pair order.
     """
-    cfg = _RowConfig(int(image_size), GRID, flow, int(audio_sr), float(audio_seconds), channels)
+    cfg = _RowConfig(int(image_size), GRID, flow, int(audio_sr), float(audio_seconds), channels,
+                     bool(flow_field))
     n_samples = int(round(audio_seconds * audio_sr))
-    feats = eval_features(cfg.image_size, _n_channels(channels), n_samples)
+    feats = eval_features(cfg.image_size, _n_channels(channels), n_samples, cfg.flow_field)
     work = Path(workdir) if workdir is not None else cache_dir() / "_build"
     work.mkdir(parents=True, exist_ok=True)
     return _to_dataset(lambda: _eval_rows(dataset, protocol, cfg, n_jobs, progress, clips), feats,
@@ -240,7 +264,7 @@ def load_eval_set(dataset: UrbansasDataset, protocol: str = "flowgrad", image_si
                   flow: FlowParams = FlowParams(), audio_sr: int = 16000,
                   audio_seconds: float = 1.0, channels: str = "mono", n_jobs: int = 2,
                   progress: bool = True, cache_root: str | Path | None = None,
-                  clips: Sequence[str] | None = None) -> datasets.Dataset:
+                  clips: Sequence[str] | None = None, flow_field: bool = False) -> datasets.Dataset:
     """The evaluation set, from the cache or built once and cached (atomically).
 
     Same parameters as :func:`build_eval_set`, plus ``cache_root`` (default ``data/cache``).
@@ -251,11 +275,13 @@ def load_eval_set(dataset: UrbansasDataset, protocol: str = "flowgrad", image_si
            "dataset": _dataset_key(dataset, sorted({p.clip for p in pairs})), "protocol": protocol,
            "clips": None if clips is None else sorted(set(clips)),
            "image_size": int(image_size), "flow": flow, "audio_sr": int(audio_sr),
-           "audio_seconds": float(audio_seconds), "channels": channels}
+           "audio_seconds": float(audio_seconds), "channels": channels,
+           **({"flow_field": True} if flow_field else {})}
 
     def build(tmp: Path) -> None:
         _save(lambda work: build_eval_set(dataset, protocol, image_size, flow, audio_sr,
-                                          audio_seconds, channels, n_jobs, progress, work, clips),
+                                          audio_seconds, channels, n_jobs, progress, work, clips,
+                                          flow_field),
               tmp, progress)
 
     path = cache.cached("eval-urbansas", key, build, root=cache_root)
@@ -263,9 +289,10 @@ def load_eval_set(dataset: UrbansasDataset, protocol: str = "flowgrad", image_si
 
 
 # ---------------------------------------------------------------------------- training windows
-def train_features(image_size: int, n_channels: int, n_samples: int) -> datasets.Features:
+def train_features(image_size: int, n_channels: int, n_samples: int,
+                   flow_field: bool = False) -> datasets.Features:
     """Features of a training set (see the module docstring)."""
-    return datasets.Features({
+    return datasets.Features({**_field_feature(image_size, flow_field),
         "clip": datasets.Value("string"),
         "start": datasets.Value("float64"),
         "time": datasets.Value("float64"),
@@ -288,7 +315,8 @@ def _train_rows(dataset: UrbansasDataset, windows: Sequence[tuple[str, float]], 
         for k, i in enumerate(idx):
             c, t, s = items[i]
             rows[i] = {"clip": c, "start": s, "time": t, "image": res["image"][k],
-                       "audio": res["audio"][k], "flow": res["flow"][k]}
+                       "audio": res["audio"][k], "flow": res["flow"][k],
+                       **({"flow_field": res["flow_field"][k]} if cfg.flow_field else {})}
         while nxt < len(rows) and rows[nxt] is not None:
             yield rows[nxt]
             rows[nxt] = None
@@ -300,18 +328,18 @@ def build_train_set(dataset: UrbansasDataset, windows: Sequence[tuple[str, float
                     image_size: int = 224, flow: FlowParams = FlowParams(),
                     audio_sr: int = 16000, audio_seconds: float = 5.0, channels: str = "mono",
                     n_jobs: int = 2, progress: bool = True,
-                    workdir: str | Path | None = None) -> datasets.Dataset:
+                    workdir: str | Path | None = None, flow_field: bool = False) -> datasets.Dataset:
     """Build (without caching) a training set from ``windows`` = ``[(clip, start_s), ...]``.
 
     The image and the flow are taken at the window centre ``start + audio_seconds / 2``; the
     audio is ``[start, start + audio_seconds)``. Rows follow the order of ``windows``. The flow
     is resized to ``image_size`` (values unchanged, px per 8-fps step at native resolution).
-    ``workdir`` as in :func:`build_eval_set`.
+    ``workdir`` and ``flow_field`` as in :func:`build_eval_set`.
     """
     cfg = _RowConfig(int(image_size), int(image_size), flow, int(audio_sr), float(audio_seconds),
-                     channels)
+                     channels, bool(flow_field))
     feats = train_features(cfg.image_size, _n_channels(channels),
-                           int(round(audio_seconds * audio_sr)))
+                           int(round(audio_seconds * audio_sr)), cfg.flow_field)
     work = Path(workdir) if workdir is not None else cache_dir() / "_build"
     work.mkdir(parents=True, exist_ok=True)
     windows = [(str(c), float(s)) for c, s in windows]
@@ -323,18 +351,19 @@ def load_train_set(dataset: UrbansasDataset, windows: Sequence[tuple[str, float]
                    image_size: int = 224, flow: FlowParams = FlowParams(),
                    audio_sr: int = 16000, audio_seconds: float = 5.0, channels: str = "mono",
                    n_jobs: int = 2, progress: bool = True,
-                   cache_root: str | Path | None = None) -> datasets.Dataset:
+                   cache_root: str | Path | None = None, flow_field: bool = False) -> datasets.Dataset:
     """The training set of ``windows``, from the cache or built once (see :func:`build_train_set`)."""
     windows = [(str(c), float(s)) for c, s in windows]
     key = {"kind": "urbansas-train", "version": FORMAT_VERSION,
            "dataset": _dataset_key(dataset, [c for c, _ in windows]), "windows": windows,
            "image_size": int(image_size), "flow": flow, "audio_sr": int(audio_sr),
-           "audio_seconds": float(audio_seconds), "channels": channels}
+           "audio_seconds": float(audio_seconds), "channels": channels,
+           **({"flow_field": True} if flow_field else {})}
 
     def build(tmp: Path) -> None:
         _save(lambda work: build_train_set(dataset, windows, image_size, flow, audio_sr,
-                                           audio_seconds, channels, n_jobs, progress, work), tmp,
-              progress)
+                                           audio_seconds, channels, n_jobs, progress, work,
+                                           flow_field), tmp, progress)
 
     path = cache.cached("train-urbansas", key, build, root=cache_root)
     return datasets.load_from_disk(str(path / "dataset"))

@@ -55,6 +55,10 @@ Readings (choices where the paper is silent)
   default 1: a derangement of the batch), one negative per positive; the loss is the mean over
   all ``2N`` pairs, i.e. ``(mean positive + mean negative) / 2``. The localisation map of a
   negative pair is computed with the negative sound (eq. 3 depends on ``s``).
+  ``OyaConfig.negatives="all"`` (beyond the paper) makes every other sound of the batch a
+  negative of each image instead (``N - 1`` negatives; the negative term is their mean): the
+  same encoder passes give ``N - 1`` times more negative pairs, a denser training signal for
+  small CPU runs.
 - Numerical guards: a zero-norm vector gets cosine 0 (norms clamped at 1e-8); if
   ``sum_ij A * P == 0`` (every position orthogonal to ``s``, so ``A`` is constant 0) the
   localisation map falls back to ``P``, the limit of eq. 3 for a constant ``A``. Both maps
@@ -83,12 +87,14 @@ from ..metrics import resize_to_grid
 from .rcgrad import prepare_audio, prepare_images
 
 __all__ = [
-    "SPEC_INPUTS", "IMAGENET_MEAN", "IMAGENET_STD", "IMAGE_BLOCKS", "AUDIO_BLOCKS", "OyaConfig",
+    "SPEC_INPUTS", "NEGATIVES", "IMAGENET_MEAN", "IMAGENET_STD", "IMAGE_BLOCKS", "AUDIO_BLOCKS", "OyaConfig",
     "OyaOutput", "SimilarityLoss", "PotentialNet", "SoundNet", "OyaNet", "cosine",
     "potential_map", "selection", "similarity_loss", "load_vgg11_features", "oya_maps",
 ]
 
 SPEC_INPUTS = ("amp_phase", "log_power")
+#: Negative pairs of :meth:`OyaNet.similarity_loss`.
+NEGATIVES = ("shift", "all")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 #: Supp. Table 1: output channels of the convolutions of each VGG-11 block (each block ends in
@@ -124,6 +130,9 @@ class OyaConfig:
         STFT window length and hop, samples (1022 and 511 in the paper: 512 frequency bins).
     spec_input : {"amp_phase", "log_power"}
         Sound network input (module docstring, Readings).
+    negatives : {"shift", "all"}
+        Negative pairs of the similarity loss (:meth:`OyaNet.similarity_loss`; a training
+        choice kept here so that the generic training loop needs no model-specific argument).
     """
 
     width: float = 1.0
@@ -135,8 +144,12 @@ class OyaConfig:
     n_fft: int = 1022
     hop: int = 511
     spec_input: str = "amp_phase"
+    negatives: str = "shift"
 
     def __post_init__(self) -> None:
+        if self.negatives not in NEGATIVES:
+            raise ValueError(f"OyaConfig.negatives must be one of {NEGATIVES}, "
+                             f"got {self.negatives!r}")
         if self.spec_input not in SPEC_INPUTS:
             raise ValueError(f"OyaConfig.spec_input must be one of {SPEC_INPUTS}, "
                              f"got {self.spec_input!r}")
@@ -163,8 +176,11 @@ class OyaConfig:
 
     @classmethod
     def quick(cls) -> OyaConfig:
-        """A CPU profile: quarter width, K = 64, 128 px images (8x8 maps), 16 kHz audio."""
-        return cls(width=0.25, embed_dim=64, image_size=128, audio_sr=16000)
+        """The CPU profile of notebook 04: an eighth of the channels, K = 64, 64 px images through
+        three VGG blocks (8x8 maps of 8-px cells), 8 kHz audio with a 510 / 255 STFT (64 / 32 ms,
+        close to the paper's 46 / 23 ms), all in-batch negatives."""
+        return cls(width=0.125, image_blocks=3, embed_dim=64, image_size=64, audio_sr=8000,
+                   n_fft=510, hop=255, negatives="all")
 
     @property
     def stride(self) -> int:
@@ -444,8 +460,8 @@ class OyaNet(nn.Module):
         return OyaOutput(alpha, p, attention, v, s)
 
     def similarity_loss(self, images: torch.Tensor, wave: torch.Tensor,
-                        shift: int = 1) -> SimilarityLoss:
-        """Similarity loss of a batch: each image with its own sound and with one other sound.
+                        shift: int = 1, negatives: str | None = None) -> SimilarityLoss:
+        """Similarity loss of a batch: each image with its own sound and with other sounds.
 
         Parameters
         ----------
@@ -453,26 +469,42 @@ class OyaNet(nn.Module):
         wave : Tensor, shape (N, C, T) or (N, T)
             Sound ``n`` belongs to image ``n``; ``N >= 2``.
         shift : int
-            Image ``n``'s negative is sound ``(n + shift) mod N``; must be in ``1..N-1``.
+            ``negatives="shift"``: image ``n``'s negative is sound ``(n + shift) mod N``; must
+            be in ``1..N-1``.
+        negatives : {"shift", "all"}, optional
+            Default ``config.negatives``. ``"shift"``: one negative per image (module docstring, Readings). ``"all"``: every
+            other sound of the batch is a negative of image ``n`` (``N - 1`` negatives, each with
+            its own localisation map); the negative term is their mean. Same encoders, same
+            cost for them; the selection module and eq. 4 run ``N**2`` times.
 
         Returns
         -------
         SimilarityLoss
             Means of eq. 5 over the positives and eq. 6 over the negatives, and their average.
         """
+        negatives = self.config.negatives if negatives is None else negatives
+        if negatives not in NEGATIVES:
+            raise ValueError(f"negatives must be one of {NEGATIVES}, got {negatives!r}")
         n = images.shape[0]
-        if n < 2 or not 1 <= shift < n:
+        if n < 2 or (negatives == "shift" and not 1 <= shift < n):
             raise ValueError(f"need a batch of >= 2 and shift in 1..N-1, got N={n}, shift={shift}")
         v, p = self.encode_image(images)
         s = self.encode_audio(wave)
-        s_neg = torch.roll(s, shifts=-shift, dims=0)  # row n = s[(n + shift) % N]
-        s_all = torch.cat([s, s_neg])
-        v_all, p_all = torch.cat([v, v]), torch.cat([p, p])
+        if negatives == "shift":
+            s_neg = torch.roll(s, shifts=-shift, dims=0)  # row n = s[(n + shift) % N]
+            s_all = torch.cat([s, s_neg])
+            v_all, p_all = torch.cat([v, v]), torch.cat([p, p])
+            positive = torch.arange(2 * n, device=s.device) < n
+        else:
+            # row i * N + j: image i with sound j
+            s_all = s.repeat(n, 1)
+            v_all, p_all = v.repeat_interleave(n, dim=0), p.repeat_interleave(n, dim=0)
+            idx = torch.arange(n, device=s.device)
+            positive = (idx[:, None] == idx[None, :]).reshape(-1)
         alpha, _ = selection(v_all, s_all, p_all)
         s_hat = self.attend(v_all, alpha)
-        positive = torch.arange(2 * n, device=s.device) < n
         per_pair = similarity_loss(s_all, s_hat, positive)
-        pos, neg = per_pair[:n].mean(), per_pair[n:].mean()
+        pos, neg = per_pair[positive].mean(), per_pair[~positive].mean()
         return SimilarityLoss((pos + neg) / 2, pos, neg)
 
 

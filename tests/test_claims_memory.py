@@ -1,0 +1,57 @@
+"""Claim checks (paired / independent bootstrap verdicts) and the peak-memory probe."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from vssl_core import metrics
+from vssl_core.claims import Claim, check_claims, verdict
+from vssl_core.memory import PeakMemory
+
+
+def _result(cious: np.ndarray) -> metrics.EvalResult:
+    return metrics.score_cious(np.asarray(cious, float), at=0.5, n_boot=0)
+
+
+def test_verdicts():
+    assert verdict(0.01, 0.2) == "reproduced"
+    assert verdict(-0.3, -0.1) == "opposite"
+    assert verdict(-0.1, 0.1) == "not resolved"
+    assert verdict(np.nan, 0.1) == "not resolved"
+
+
+def test_paired_claims_on_hand_built_scores():
+    rng = np.random.default_rng(0)
+    base = rng.random(200)
+    results = {"good": _result(np.clip(base + 0.3, 0, 1)), "bad": _result(base),
+               "same": _result(base.copy()), "other_size": _result(base[:150])}
+    table = check_claims(results, [Claim("good > bad", "good", "bad", "paper"),
+                                   Claim("bad > good", "bad", "good"),
+                                   Claim("bad > same", "bad", "same"),
+                                   Claim("good > other", "good", "other_size")], n_boot=300)
+    assert list(table["verdict"]) == ["reproduced", "opposite", "not resolved", "reproduced"]
+    assert list(table["bootstrap"]) == ["paired", "paired", "paired", "independent"]
+    # the difference is the statistic's difference: cIoU@0.5 = share of samples >= 0.5
+    expected = np.mean(np.clip(base + 0.3, 0, 1) >= 0.5) - np.mean(base >= 0.5)
+    assert table.loc[0, "difference"] == pytest.approx(expected)
+    assert table.loc[2, "difference"] == 0 and table.loc[2, "lo"] == 0 == table.loc[2, "hi"]
+
+
+def test_claim_naming_a_missing_result_is_an_error():
+    with pytest.raises(KeyError, match="nope"):
+        check_claims({"a": _result(np.ones(3))}, [Claim("a > nope", "a", "nope")])
+
+
+def test_peak_memory_sees_a_child_process():
+    code = "import time; b = bytearray(300 * 2**20); b[::4096] = b'x' * len(b[::4096]); time.sleep(1.0)"
+    with PeakMemory(interval_s=0.05) as mem:
+        subprocess.run([sys.executable, "-c", code], check=True)
+    assert mem.peak_mib > 250                       # the child's 300 MiB buffer was seen
+    with PeakMemory(interval_s=0.05) as idle:
+        subprocess.run([sys.executable, "-c", "import time; time.sleep(0.5)"], check=True)
+    assert idle.peak_mib < mem.peak_mib - 200        # and a small child is small
+    with pytest.raises(ValueError):
+        PeakMemory(interval_s=0)

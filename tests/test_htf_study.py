@@ -1,0 +1,110 @@
+"""Hear The Flow ablation glue and FlowGrad's motion sweeps: configs, maps, recall, tables."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from vssl_core import htf_study as hs, metrics, motion_sweeps as ms
+from vssl_core.localize import LocalizationMaps
+from vssl_core.models.htf import HTF
+
+SETUP = hs.AblationSetup(image_size=32, width=1 / 16, layer4_stride=1)
+
+
+def test_model_config_rows():
+    assert set(hs.TABLE4_ROWS) == set("abcdef")
+    a = hs.model_config(SETUP, flow=False, pretrained=False, frozen=False)
+    assert a.flow_encoder == "none" and a.pretrained_vision is None and not a.freeze_vision
+    f = hs.model_config(SETUP, flow=True, pretrained=True, frozen=True, prior="p.pt")
+    assert (f.flow_encoder, f.pretrained_vision, f.freeze_vision, f.pretrained_flow) == ("resnet", "p.pt", True, True)
+    mp = hs.model_config(SETUP, flow=True, pretrained=True, frozen=True, prior="p.pt", flow_encoder="maxpool")
+    assert mp.flow_encoder == "maxpool"
+    with pytest.raises(ValueError, match="prior"):
+        hs.model_config(SETUP, flow=True, pretrained=True, frozen=False)
+    with pytest.raises(ValueError, match="freezing"):
+        hs.model_config(SETUP, flow=True, pretrained=False, frozen=True, prior="p.pt")
+    with pytest.raises(ValueError, match="not AblationSetup fields"):
+        hs.setup_from(epochz=3)
+
+
+def _batch(n=4, s=32):
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 255, (n, s, s, 3), dtype=np.uint8)
+    audio = rng.uniform(-0.5, 0.5, (n, 1, 16000)).astype(np.float32)
+    field = rng.normal(0, 1, (n, s, s, 2)).astype(np.float32)
+    return images, audio, field
+
+
+def test_localizer_maps_shapes_and_checks():
+    torch.manual_seed(0)
+    images, audio, field = _batch()
+    model = HTF(hs.model_config(SETUP, flow=True, pretrained=False, frozen=False)).eval()
+    out = hs.localizer_maps(model, images, audio, field, chunk_size=3)
+    assert isinstance(out, LocalizationMaps) and out.maps.shape == (4, 224, 224)
+    assert out.postprocess == "median" and out.method == "htf"
+    assert out.maps.min() >= 0 and out.maps.max() <= 1
+    with pytest.raises(ValueError, match="flow_field"):
+        hs.localizer_maps(model, images, audio, None)
+    with pytest.raises(ValueError, match="eval mode"):
+        hs.localizer_maps(model.train(), images, audio, field)
+
+
+def test_audio_sensitivity_is_zero_when_the_audio_is_ignored():
+    torch.manual_seed(0)
+    images, audio, _ = _batch()
+    model = HTF(hs.model_config(SETUP, flow=False, pretrained=False, frozen=False)).eval()
+    assert hs.audio_sensitivity(model, images, audio) > 1e-4           # random weights: audio matters a bit
+    fixed = model.encode_audio(torch.zeros(1, 1, 257, 66)).detach()
+    model.encode_audio = lambda spec: fixed.expand(len(spec), -1)       # every clip sounds the same
+    assert hs.audio_sensitivity(model, images, audio) == pytest.approx(0.0, abs=1e-6)
+    with pytest.raises(ValueError):
+        hs.audio_sensitivity(model, images[:1], audio[:1])
+
+
+def test_tables_carry_the_papers_numbers():
+    r = metrics.score_cious(np.array([0.6, 0.2, 0.7]), at=0.5, n_boot=0)
+    t4 = hs.table4({"a": r, "flow only (reference)": r}, sensitivity={"a": 0.1})
+    assert t4.loc[0, "paper_cIoU@0.5"] == 0.129 and t4.loc[0, "audio sensitivity"] == 0.1
+    assert np.isnan(t4.loc[1, "paper_cIoU@0.5"]) and t4.loc[0, "cIoU@0.5"] == pytest.approx(2 / 3)
+    t5 = hs.table5({"MaxPool": r, "ResNet18": r})
+    assert list(t5["paper_cIoU@0.5"]) == [0.379, 0.393]
+
+
+def test_box_recall_by_hand():
+    maps = np.zeros((3, 224, 224), np.float32)
+    maps[:, :, :112] = 1.0                                   # the left half is predicted
+    lm = LocalizationMaps(maps, "none", "test")
+    left = np.array([[0.0, 0.0, 320.0, 720.0]])              # the left quarter of 1280x720
+    across = np.array([[320.0, 0.0, 640.0, 720.0]])          # a box straddling the middle
+    rec = ms.box_recall(lm, [left, across, np.zeros((0, 4))])
+    assert rec[0] == pytest.approx(1.0) and rec[1] == pytest.approx(0.5) and np.isnan(rec[2])
+
+
+def test_state_boxes_from_an_object_table():
+    objects = pd.DataFrame({
+        "filename": ["c1", "c1", "c1", "c2"], "time": [0.5, 0.5, 1.0, 0.5],
+        "state": ["idling", "moving", "idling", "idling"], "x": [1.0, 2.0, 3.0, 4.0],
+        "y": [0.0] * 4, "w": [10.0] * 4, "h": [5.0] * 4, "visible_fraction": [1.0, 1.0, 1.0, 0.05]})
+    boxes = ms.state_boxes(objects, ["c1", "c1", "c2"], [0.5, 1.0, 0.5], "idling")
+    assert [len(b) for b in boxes] == [1, 1, 0]                # c2's idling car is mostly hidden
+    assert boxes[0][0, 0] == 1.0 and boxes[1][0, 0] == 3.0
+    assert ms.context_key("FlowGrad-H", 5.0) == "FlowGrad-H @ 5 s"
+    assert ms.shake_key("X", 8.0, True) == "X @ shake 8 (compensated)"
+
+
+def test_score_swaps_only_the_lvs_postprocessing():
+    gt = np.zeros((2, 224, 224), np.float32)
+    gt[:, :20, :20] = 1                                           # a small box in the corner
+    m = np.random.default_rng(0).uniform(0.0, 0.4, (2, 224, 224)).astype(np.float32)  # weak, varied
+    m[:, :20, :20] = 1.0
+    maps = {"lvs": LocalizationMaps(m, "median", "lvs"), "flow": LocalizationMaps(m, "none", "flow_only")}
+    median = hs.score(maps, gt, at=0.3, n_boot=0)
+    clean = hs.score(maps, gt, at=0.3, n_boot=0, lvs_postprocess="clean")
+    assert median["lvs"].ciou == 0.0                # half the image is predicted: cIoU < 0.3
+    assert clean["lvs"].ciou == 1.0                 # clean keeps only the box
+    assert median["flow"].ciou == clean["flow"].ciou          # other methods keep their own rule
+    assert clean["lvs"].postprocess == "clean" and clean["flow"].postprocess == "none"
+    with pytest.raises(ValueError):
+        hs.score(maps, gt, lvs_postprocess="top")

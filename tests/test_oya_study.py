@@ -1,0 +1,237 @@
+"""The "Do We Need Sound?" study glue: setup, audio resampling, maps, side accuracy, tables,
+cached training on tiny inputs."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from vssl_core import metrics
+from vssl_core import oya_study as oy
+from vssl_core.flowgrad_study import EvalArrays, FlowGradSetup
+from vssl_core.localize import LocalizationMaps
+from vssl_core.metrics import GRID
+from vssl_core.train_localizer import LocalizerArrays
+
+TINY = dict(train_sizes=(6, 8), image_size=16, image_blocks=2, audio_blocks=2, width=1 / 16,
+            embed_dim=8, audio_sr=8000, n_fft=62, hop=31, epochs=1, batch_size=4)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _results(**cious):
+    return {k: metrics.score_cious(np.asarray(v, float), at=0.3, n_boot=200, seed=0)
+            for k, v in cious.items()}
+
+
+# -- setup ---------------------------------------------------------------------------------------
+def test_setup_from_checks_names_and_turns_lists_into_tuples():
+    s = oy.setup_from(train_sizes=[10, 20], epochs=2)
+    assert s.train_sizes == (10, 20) and s.default_size == 20 and s.epochs == 2
+    assert s.model_config.negatives == s.negatives and s.train_config.epochs == 2
+    assert s.model_config.map_size == s.image_size // 2 ** s.image_blocks
+    with pytest.raises(ValueError, match="epoch"):
+        oy.setup_from(epoch=2)
+    with pytest.raises(ValueError):
+        oy.setup_from(train_sizes=[20, 10])   # must be ascending
+    with pytest.raises(ValueError):
+        oy.setup_from(negatives="some")        # OyaConfig validates
+
+
+def test_data_setup_shares_the_rcgrad_windows_and_split():
+    s = oy.setup_from(train_sizes=[100, 400], eval_clips=7, seed=3)
+    base = FlowGradSetup(image_size=96, audio_sr=22050)
+    d = oy.data_setup(s, base)
+    assert (d.train_windows, d.eval_clips, d.seed) == (base.train_windows, 7, 3)
+    assert (d.image_size, d.audio_sr) == (96, 22050)
+    assert oy.data_setup(oy.setup_from(train_sizes=[10**5]), base).train_windows == 10**5
+
+
+def test_rcgrad_setup_reads_notebook_02_in_the_same_profile():
+    s = oy.setup_from(eval_clips=5, num_threads=1)
+    rc = oy.rcgrad_setup("smoke", s)
+    import tomllib
+
+    from vssl_core.paths import repo_root
+    table = tomllib.loads((repo_root() / "notebooks/profiles/smoke.toml").read_text())["02_flowgrad"]
+    assert rc.image_size == table["image_size"] and rc.train_windows == table["train_windows"]
+    assert rc.eval_clips == 5 and rc.num_threads == 1
+
+
+# -- audio ---------------------------------------------------------------------------------------
+def test_resample_audio_keeps_a_tone_and_the_duration():
+    t = np.arange(16000) / 16000
+    x = np.sin(2 * np.pi * 1000 * t).astype(np.float32)[None, None]   # (1, 1, 16000)
+    assert oy.resample_audio(x, 16000, 16000) is x
+    y = oy.resample_audio(x, 16000, 8000)
+    assert y.shape == (1, 1, 8000) and y.dtype == np.float32
+    spec = np.abs(np.fft.rfft(y[0, 0]))
+    assert np.argmax(spec) == 1000                 # 1 Hz per bin at 8000 samples / 8 kHz
+    assert oy.resample_audio(x, 16000, 22050).shape[-1] == 22050
+
+
+# -- maps and side accuracy ----------------------------------------------------------------------
+def test_random_maps_are_seeded_and_on_the_grid():
+    a, b, c = oy.random_maps(3, 4, seed=1), oy.random_maps(3, 4, seed=1), oy.random_maps(3, 4, 2)
+    assert a.maps.shape == (3, GRID, GRID) and a.postprocess == "clean"
+    assert np.array_equal(a.maps, b.maps) and not np.array_equal(a.maps, c.maps)
+
+
+def _half_maps(sides: list[str]) -> LocalizationMaps:
+    m = np.zeros((len(sides), GRID, GRID), np.float32)
+    for i, s in enumerate(sides):
+        if s == "left":
+            m[i, :, :GRID // 2] = 1.0
+        elif s == "right":
+            m[i, :, GRID // 2:] = 1.0
+    return LocalizationMaps(m, "none", "test")
+
+
+def test_side_accuracy_by_hand():
+    maps = _half_maps(["left", "right", "left", "none"])
+    acc = oy.side_accuracy(maps, np.array(["left", "left", "right", "right"]))
+    assert acc.tolist() == [1.0, 0.0, 0.0, 0.5]       # right, wrong, wrong, tie (empty map)
+    with pytest.raises(Exception):
+        oy.side_accuracy(maps, np.array(["left", "up", "left", "left"]))
+
+
+def test_a_sound_blind_map_scores_one_half_on_a_concat_set():
+    """The same map for both rows of every pair (what the potential map gives) is right once."""
+    rng = np.random.default_rng(0)
+    n = 5
+    ev = _eval_arrays(n, rng)
+    cs = oy.concat_set(ev, oy.setup_from(seed=0))
+    per_pair = rng.random((len(cs) // 2, 4, 4)).astype(np.float32)
+    blind = np.repeat(per_pair, 2, axis=0)                  # identical for both rows of a pair
+    acc = oy.side_accuracy(LocalizationMaps(metrics.resize_to_grid(blind), "clean", "x"), cs.side)
+    assert acc.mean() == pytest.approx(0.5)
+    pair = acc.reshape(-1, 2).sum(axis=1)
+    assert np.allclose(pair, 1.0)
+
+
+def _eval_arrays(n: int, rng: np.random.Generator) -> EvalArrays:
+    boxes = [np.array([[100.0 + 50 * i, 200.0, 300.0, 150.0]]) for i in range(n)]
+    gt = np.stack([metrics.gt_map_urbansas(b) for b in boxes]).astype(np.float32)
+    return EvalArrays(np.array([f"c{i}" for i in range(n)]), np.arange(n, dtype=float),
+                      rng.integers(0, 256, (n, 16, 16, 3), dtype=np.uint8),
+                      rng.random((n, GRID, GRID)).astype(np.float32),
+                      rng.uniform(-1, 1, (n, 1, 1600)).astype(np.float32), gt, boxes)
+
+
+def test_concat_set_puts_each_source_in_its_half():
+    ev = _eval_arrays(4, np.random.default_rng(1))
+    cs = oy.concat_set(ev, oy.setup_from(seed=0))
+    assert len(cs) == 8 and cs.images.shape == (8, 16, 16, 3) and cs.flows.shape == (8, GRID, GRID)
+    for k in range(len(cs)):
+        half = slice(0, GRID // 2) if cs.side[k] == "left" else slice(GRID // 2, GRID)
+        other = slice(GRID // 2, GRID) if cs.side[k] == "left" else slice(0, GRID // 2)
+        assert cs.gts[k][:, half].sum() > 0 and cs.gts[k][:, other].sum() == 0
+        assert np.array_equal(cs.audio[k], ev.audio[cs.source[k]])
+
+
+# -- tables --------------------------------------------------------------------------------------
+def test_size_and_gap_tables_pair_the_two_maps():
+    rng = np.random.default_rng(0)
+    pot = rng.uniform(0, 0.3, 300)
+    res = {1000: _results(**{oy.LOC: pot + 0.3, oy.POT: pot}), 20: _results(**{oy.LOC: pot, oy.POT: pot})}
+    rnd = _results(r=np.zeros(300))["r"]
+    t = oy.size_table(res, rnd)
+    assert len(t) == 5 and t.iloc[-1]["map"] == oy.RANDOM
+    assert t.iloc[-1]["paper_cIoU@0.5"] == oy.OYA_RANDOM["table1"][0]
+    row = t[(t.train_size == 1000) & (t["map"] == oy.LOC)].iloc[0]
+    assert row["paper_cIoU@0.5"] == oy.OYA_TABLE1_DE_NOVO[1000][0]
+    pre = oy.size_table(res, rnd, paper=oy.OYA_TABLE5, paper_random=oy.OYA_RANDOM["table5"])
+    assert pre.iloc[1]["paper_AUC"] == oy.OYA_TABLE5[1000][3]                # potential map AUC
+    assert pre.iloc[-1]["paper_AUC"] == oy.OYA_RANDOM["table5"][1]
+    assert row["cIoU@0.3"] == 1.0 and row["cIoU@0.3_lo"] <= row["cIoU@0.3"] <= row["cIoU@0.3_hi"]
+    assert np.isnan(t[t.train_size == 20].iloc[0]["paper_AUC"])        # the paper has no 20
+    g = oy.gap_table(res, n_boot=200).set_index("train_size")
+    assert g.loc[1000, "cIoU@0.3_gap"] > 0.5 and g.loc[1000, "cIoU@0.3_lo"] > 0
+    assert g.loc[20, "cIoU@0.3_gap"] == 0 and g.loc[20, "cIoU@0.3_lo"] <= 0 <= g.loc[20, "cIoU@0.3_hi"]
+    t5 = oy.gap_table(res, n_boot=0, paper=oy.OYA_TABLE5).set_index("train_size")
+    p = oy.OYA_TABLE5[1000]
+    assert t5.loc[1000, "paper_cIoU_gap"] == pytest.approx(p[0] - p[2])
+
+
+def test_type_table_separates_the_types():
+    # the sound helps on B only: loc = pot on A, loc = pot + 0.5 on B
+    types = np.array(["A"] * 50 + ["B"] * 50)
+    pot = np.full(100, 0.1)
+    loc = pot + np.where(types == "B", 0.5, 0.0)
+    res = _results(**{oy.LOC: loc, oy.POT: pot, oy.RANDOM: np.zeros(100)})
+    t = oy.type_table(res, types, n_boot=100).set_index("type")
+    assert list(t.index) == ["A", "B"]
+    assert t.loc["A", "gap_cIoU@0.3"] == 0 and t.loc["B", "gap_cIoU@0.3"] == 1.0
+    assert t.loc["B", "loc_cIoU@0.3"] == 1.0 and t.loc["B", "random_cIoU@0.3"] == 0
+    assert t.loc["B", "paper_gap_IoU"] == pytest.approx(oy.OYA_TABLE4["B"][0] - oy.OYA_TABLE4["B"][2])
+    g = oy.type_gap_table(res, types, [(oy.LOC, oy.POT), ("absent", oy.POT)], n_boot=50)
+    assert set(g["comparison"]) == {f"{oy.LOC} - {oy.POT}"} and len(g) == 2
+
+
+def test_protocol_table_joins_methods_present_in_both():
+    o = _results(a=[0.5, 0.5], b=[0.0, 0.0])
+    c = _results(a=[0.0, 0.5, 0.5, 0.5])
+    t = oy.protocol_table(o, c, {"a": np.array([1.0, 0.0, 1.0, 1.0])})
+    assert t["method"].tolist() == ["a"]
+    assert t.iloc[0]["orig_cIoU@0.3"] == 1.0 and t.iloc[0]["concat_cIoU@0.3"] == 0.75
+    assert t.iloc[0]["side_accuracy"] == 0.75
+
+
+# -- training and maps on tiny inputs -------------------------------------------------------------
+def test_train_oya_caches_and_maps_ignore_sound_for_the_potential(tmp_path, monkeypatch):
+    monkeypatch.setenv("VSSL_DATA_DIR", str(tmp_path))
+    rng = np.random.default_rng(0)
+    setup = oy.setup_from(**TINY)
+    arrays = LocalizerArrays(rng.integers(0, 256, (8, 16, 16, 3), dtype=np.uint8),
+                             rng.uniform(-1, 1, (8, 1, 1600)).astype(np.float32))
+    m1 = oy.train_oya(setup, arrays, "tiny", size=6, progress=False)
+    assert not m1.training and m1.config == setup.model_config
+    assert len(list((tmp_path / "cache" / "models").glob("oyanet-*"))) == 1
+    m2 = oy.train_oya(setup, arrays, "tiny", size=6, progress=False)     # from the cache
+    for (k, a), (_, b) in zip(m1.state_dict().items(), m2.state_dict().items()):
+        assert torch.equal(a, b), k
+    models = oy.train_sizes(setup, arrays, "tiny", progress=False)
+    assert set(models) == {6, 8}
+    assert len(list((tmp_path / "cache" / "models").glob("oyanet-*"))) == 2
+    with pytest.raises(ValueError):
+        oy.train_oya(setup, arrays, "tiny", size=9, progress=False)
+    images = rng.integers(0, 256, (3, 16, 16, 3), dtype=np.uint8)
+    audio = rng.uniform(-1, 1, (3, 1, 3200)).astype(np.float32)       # 16 kHz, resampled
+    a = oy.oya_method_maps(m1, images, audio, 16000, " x")
+    b = oy.oya_method_maps(m1, images, audio[::-1].copy(), 16000, " x")
+    assert set(a) == {oy.LOC + " x", oy.POT + " x"}
+    assert a[oy.POT + " x"].maps.shape == (3, GRID, GRID)
+    assert np.array_equal(a[oy.POT + " x"].maps, b[oy.POT + " x"].maps)
+
+
+def test_pick_examples_takes_one_sample_per_clip():
+    gain = np.array([0.9, 0.8, 0.1, np.nan, -0.5, -0.4])
+    clips = ["a", "a", "b", "c", "d", "d"]
+    rows = oy.pick_examples(gain, clips, n_best=2, n_worst=1)
+    assert rows == [(0, "sound helps"), (2, "sound helps"), (4, "sound hurts")]
+    with pytest.raises(Exception):
+        oy.pick_examples(gain, clips[:3])
+
+
+def test_score_stream_equals_scoring_all_maps_at_once():
+    """Streaming scores (drop each map after use) give the same results as scoring a dict."""
+    from vssl_core.localize import LocalizationMaps
+
+    rng = np.random.default_rng(0)
+    gt = np.zeros((6, 224, 224), np.float32)
+    gt[:, 50:120, 30:100] = 1
+    maps = {f"m{k}": LocalizationMaps(rng.random((6, 224, 224), dtype=np.float32), "clean", "x") for k in range(3)}
+    side = np.array(["left", "right"] * 3)
+    res, sides, kept = oy.score_stream(iter(maps.items()), gt, at=0.3, n_boot=20, side=side, keep=["m1"])
+    ref = oy.score(maps, gt, at=0.3, n_boot=20)
+    assert list(res) == list(maps) and list(kept) == ["m1"] and kept["m1"] is maps["m1"]
+    for k in maps:
+        np.testing.assert_array_equal(res[k].cious, ref[k].cious)
+        assert res[k].ciou_lo == ref[k].ciou_lo
+        np.testing.assert_array_equal(sides[k], oy.side_accuracy(maps[k], side))

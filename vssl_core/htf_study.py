@@ -1,0 +1,355 @@
+"""The Hear The Flow ablations (Tables 4 and 5) on the synthetic streets.
+
+One typed :class:`AblationSetup` is passed whole through every step; the notebook's
+parameters map onto it one to one. Expensive steps are cached by a fingerprint of what changes
+them: the training and evaluation sets (:mod:`vssl_core.data.evalset`, with the 2-channel flow
+field), the vehicle prior (:func:`vehicle_prior`) and every trained model
+(:func:`vssl_core.train_localizer.cached_train_localizer`).
+
+Protocol
+--------
+- Table 4 rows (Hear The Flow, Sec. 4.6): ``a`` no flow, random vision; ``b`` no flow,
+  pretrained vision; ``c`` no flow, pretrained and frozen; ``d`` flow, random vision;
+  ``e`` flow, pretrained; ``f`` flow, pretrained and frozen (the paper's model). Rows a-c are
+  LVS on Hear The Flow's grid (:class:`~vssl_core.models.htf.HTF` with ``flow_encoder="none"``:
+  same encoders, same loss, no attention).
+- Table 5: the flow encoder of row f (ResNet-18) against adaptive max pooling of the field.
+- "Pretrained vision" is the vehicle prior of :mod:`vssl_core.models.pretrain` (supervised
+  classification of object crops cut from the *training* clips' frames) unless
+  ``imagenet_weights`` names a local torchvision ResNet-18 file. The flow encoder starts from
+  the same weights when the vision does (as the paper starts both from ImageNet).
+- Training uses random windows of the training clips (annotations unread); evaluation uses the
+  FlowGrad pairs of the held-out clips. Maps: the cosine map resized to 224 and min-max scaled,
+  scored by default with ``median`` post-processing and cIoU@0.5 (REFERENCE 5); :func:`score`
+  can swap the post-processing (see there why the notebook does).
+"""
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from . import cache, metrics
+from .data.evalset import as_numpy, load_train_set
+from .data.urbansas import UrbansasDataset
+from .flow import FlowParams
+from .flowgrad_study import EvalArrays, load_evaluation
+from .localize import LocalizationMaps, to_grid
+from .metrics import EvalResult
+from .models.htf import HTF, HTFConfig, build_htf, prepare_flow_field
+from .models.lvs import LVS, prepare_lvs_audio
+from .models.rcgrad import prepare_images
+from .paper_numbers import HTF_TABLE4, HTF_TABLE5
+from .train_localizer import LocalizerArrays, LocalizerTrainConfig, cached_train_localizer
+
+__all__ = ["AblationSetup", "TABLE4_ROWS", "setup_from", "load_training", "load_evaluation_with_field",
+           "vehicle_prior", "model_config", "train_model", "train_table4", "localizer_maps",
+           "audio_sensitivity", "score", "score_stream", "with_postprocess", "table4_stream", "table4", "table5"]
+
+#: Table 4 rows: (flow, pretrained vision, frozen vision).
+TABLE4_ROWS: dict[str, tuple[bool, bool, bool]] = {
+    "a": (False, False, False), "b": (False, True, False), "c": (False, True, True),
+    "d": (True, False, False), "e": (True, True, False), "f": (True, True, True),
+}
+
+
+@dataclass(frozen=True)
+class AblationSetup:
+    """Everything that defines one run of the Hear The Flow ablations.
+
+    Attributes
+    ----------
+    eval_clips : int
+        Held-out clips (the last ones by name).
+    train_windows : int
+        Random training windows drawn from the other clips.
+    image_size, width, layer4_stride : int, float, int
+        Input side (px), ResNet-18 width multiplier, layer4 stride. The paper: 224 px, 1.0,
+        stride 2 (7x7 grid); the quick profile: 128 px, 0.5, stride 1 (8x8 grid).
+    audio_sr, audio_seconds : int, float
+        Audio rate (Hz) and training window (s); Hear The Flow uses 3 s at 22.05 kHz.
+        Evaluation uses FlowGrad's 1 s from t - 0.5 at ``audio_sr``.
+    epochs, batch_size, lr, seed : int, int, float, int
+        Adam, constant learning rate (the paper: 1e-3, batch 128, 100 epochs).
+    flow_window_s : float
+        Flow aggregation window (s).
+    prior_times_per_clip, prior_epochs, prior_crop_size : int
+        Vehicle prior: frames per training clip (evenly spaced), epochs, crop side (px).
+    imagenet_weights : str
+        Local torchvision ResNet-18 state dict: used as the vision prior instead of the vehicle
+        prior (needs ``width=1.0``); '' for the vehicle prior.
+    num_threads : int or None
+        torch threads while training (None: torch's default).
+    """
+
+    eval_clips: int = 40
+    train_windows: int = 3000
+    image_size: int = 128
+    width: float = 0.5
+    layer4_stride: int = 1
+    audio_sr: int = 16000
+    audio_seconds: float = 1.0
+    epochs: int = 4
+    batch_size: int = 64
+    lr: float = 1e-3
+    seed: int = 0
+    flow_window_s: float = 0.125
+    prior_times_per_clip: int = 5
+    prior_epochs: int = 4
+    prior_crop_size: int = 64
+    imagenet_weights: str = ""
+    num_threads: int | None = None
+
+    @property
+    def flow(self) -> FlowParams:
+        return FlowParams(window_s=self.flow_window_s)
+
+    def train_config(self) -> LocalizerTrainConfig:
+        return LocalizerTrainConfig(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr,
+                                    seed=self.seed, num_threads=self.num_threads)
+
+
+def setup_from(**params) -> AblationSetup:
+    """An :class:`AblationSetup` from notebook parameters (unknown names are an error)."""
+    names = {f.name for f in dataclasses.fields(AblationSetup)}
+    unknown = set(params) - names
+    if unknown:
+        raise ValueError(f"not AblationSetup fields: {sorted(unknown)}; known: {sorted(names)}")
+    return AblationSetup(**params)
+
+
+# -- data ------------------------------------------------------------------------------------------
+def load_training(dataset: UrbansasDataset, clips: Sequence[str], setup: AblationSetup,
+                  progress: bool = True) -> tuple[LocalizerArrays, str]:
+    """Training pairs (image, audio, flow field) from random windows of ``clips``, and a
+    fingerprint of their source (the model cache's data key)."""
+    windows = dataset.random_windows(setup.train_windows, setup.audio_seconds, seed=setup.seed,
+                                     clips=clips)
+    ds = load_train_set(dataset, windows, setup.image_size, setup.flow, setup.audio_sr,
+                        setup.audio_seconds, "mono", progress=progress, flow_field=True)
+    a = as_numpy(ds, ["image", "audio", "flow_field"])
+    key = cache.fingerprint({"root": str(dataset.root), "windows": windows,
+                             "annotations": cache.file_sha256(
+                                 dataset.root / "annotations" / "video_annotations.csv"),
+                             "size": setup.image_size, "flow": setup.flow, "field": True,
+                             "sr": setup.audio_sr, "sec": setup.audio_seconds})
+    return LocalizerArrays(a["image"], a["audio"], a["flow_field"]), key
+
+
+def load_evaluation_with_field(dataset: UrbansasDataset, clips: Sequence[str] | None,
+                               setup: AblationSetup, progress: bool = True) -> EvalArrays:
+    """The FlowGrad pairs of ``clips`` with the flow field (``EvalArrays.flow_field``)."""
+    return load_evaluation(dataset, clips, setup, progress=progress, flow_field=True)
+
+
+def vehicle_prior(dataset: UrbansasDataset, objects: pd.DataFrame, clips: Sequence[str],
+                  setup: AblationSetup, progress: bool = True) -> Path:
+    """The vision prior file: ``setup.imagenet_weights`` when given, else the vehicle prior.
+
+    The vehicle prior is a ResNet-18 (``setup.width``) trained to classify object crops (car,
+    bus, motorbike, truck, pedestrian, tree) cut from ``setup.prior_times_per_clip`` evenly
+    spaced frames of each of ``clips`` (training clips only), cached by a fingerprint of the
+    clips, the object table and the settings. Prints the crop count and training accuracy.
+    """
+    from .models import pretrain
+
+    if setup.imagenet_weights:
+        return Path(setup.imagenet_weights)
+    duration = min(dataset.duration(c) for c in clips)
+    times = [round(float(t) * 2) / 2 for t in np.linspace(0, duration - 0.5, setup.prior_times_per_clip)]
+    cfg = pretrain.VehiclePretrainConfig(width=setup.width, layer4_stride=setup.layer4_stride,
+                                         image_size=setup.prior_crop_size, epochs=setup.prior_epochs,
+                                         seed=setup.seed)
+    key = {"kind": "vehicle-prior", "version": 1, "root": str(dataset.root), "clips": sorted(clips),
+           "times": times, "objects": cache.fingerprint(objects.to_csv(index=False)), "config": cfg.to_dict()}
+
+    def build(tmp: Path) -> None:
+        frames = {}
+        for clip in clips:
+            for t, img in zip(times, dataset.frames(clip, times)):
+                frames[(clip, t)] = img
+        crops, labels = pretrain.vehicle_crops(frames, objects, size=setup.prior_crop_size)
+        with torch.random.fork_rng():
+            result = pretrain.pretrain_vehicle_classifier(crops, labels, cfg, progress=progress)
+        print(f"vehicle prior: {len(labels)} crops from {len(frames)} frames, "
+              f"training accuracy {result.train_accuracy:.3f}")
+        pretrain.save_encoder_state(tmp / "encoder.pt", result.encoder_state, config=cfg.to_dict(),
+                                    crops=int(len(labels)), train_accuracy=float(result.train_accuracy))
+
+    return cache.cached("vehicle-prior", key, build) / "encoder.pt"
+
+
+# -- models ----------------------------------------------------------------------------------------
+def model_config(setup: AblationSetup, *, flow: bool, pretrained: bool, frozen: bool,
+                 prior: Path | str | None = None, flow_encoder: str = "resnet") -> HTFConfig:
+    """The :class:`HTFConfig` of one ablation cell (``flow_encoder`` applies when ``flow``)."""
+    if (pretrained or frozen) and prior is None:
+        raise ValueError("a pretrained or frozen vision encoder needs the prior file (vehicle_prior)")
+    if frozen and not pretrained:
+        raise ValueError("freezing a randomly initialised vision encoder is not an ablation of the paper")
+    return HTFConfig(flow_encoder=flow_encoder if flow else "none", freeze_vision=frozen,
+                     pretrained_vision=str(prior) if pretrained else None, pretrained_flow=pretrained,
+                     width=setup.width, layer4_stride=setup.layer4_stride, image_size=setup.image_size,
+                     audio_sr=setup.audio_sr, audio_seconds=setup.audio_seconds)
+
+
+def train_model(config: HTFConfig, setup: AblationSetup, arrays: LocalizerArrays, data_key: str,
+                progress: bool = True) -> HTF:
+    """Train (or load from the cache) one Hear The Flow / LVS-grid model."""
+    return cached_train_localizer(lambda: build_htf(config)[0], config.to_dict(), setup.train_config(),
+                                  arrays, data_key, progress=progress)
+
+
+def train_table4(setup: AblationSetup, arrays: LocalizerArrays, data_key: str, prior: Path,
+                 rows: Sequence[str] = tuple(TABLE4_ROWS), progress: bool = True) -> dict[str, HTF]:
+    """The models of Table 4's ``rows`` (cached), keyed by row letter."""
+    models = {}
+    for row in rows:
+        flow, pretrained, frozen = TABLE4_ROWS[row]
+        cfg = model_config(setup, flow=flow, pretrained=pretrained, frozen=frozen, prior=prior)
+        models[row] = train_model(cfg, setup, arrays, data_key, progress)
+    return models
+
+
+# -- maps and scores -------------------------------------------------------------------------------
+@torch.no_grad()
+def localizer_maps(model: LVS | HTF, images: np.ndarray, audio: np.ndarray,
+                   flow_field: np.ndarray | None = None, *, chunk_size: int = 32) -> LocalizationMaps:
+    """Cosine maps of an LVS or Hear The Flow model on the metric's grid.
+
+    Parameters
+    ----------
+    model : LVS or HTF (eval mode)
+    images : ndarray uint8, shape (N, S, S, 3)
+    audio : ndarray float32, shape (N, C, T)
+        Waveforms at ``model.config.audio_sr``.
+    flow_field : ndarray float32, shape (N, S', S', 2), optional
+        (dx, dy) px/step; required by an HTF model with flow.
+
+    Returns
+    -------
+    LocalizationMaps
+        ``(N, 224, 224)`` maps (bilinear resize, min-max), ``postprocess="median"``.
+    """
+    heat = _heatmaps(model, images, audio, flow_field, chunk_size)
+    kind = "htf" if isinstance(model, HTF) and model.config.uses_flow else "lvs"
+    return LocalizationMaps(to_grid(heat), "median", kind)
+
+
+@torch.no_grad()
+def _heatmaps(model: LVS | HTF, images: np.ndarray, audio: np.ndarray, flow_field: np.ndarray | None,
+              chunk_size: int = 32) -> np.ndarray:
+    """The model's cosine maps on its own feature grid, ``(N, h, w)`` float32 in [-1, 1]."""
+    if model.training:
+        raise ValueError("localizer_maps needs the model in eval mode (model.eval())")
+    uses_flow = isinstance(model, HTF) and model.config.uses_flow
+    if uses_flow and flow_field is None:
+        raise ValueError(f"HTF with flow_encoder={model.config.flow_encoder!r} needs flow_field (N, S, S, 2)")
+    size, sr = model.config.image_size, model.config.audio_sr
+    out = []
+    for start in range(0, len(images), chunk_size):
+        sl = slice(start, start + chunk_size)
+        args = [prepare_images(images[sl], size), prepare_lvs_audio(audio[sl], sr)]
+        if uses_flow:
+            args.append(prepare_flow_field(flow_field[sl], size))
+        out.append(model(*args).heatmap.numpy())
+    return np.concatenate(out) if out else np.zeros((0, 1, 1), np.float32)
+
+
+def audio_sensitivity(model: LVS | HTF, images: np.ndarray, audio: np.ndarray,
+                      flow_field: np.ndarray | None = None, seed: int = 0) -> float:
+    """How much the map depends on the sound: ``1 - mean_i corr(map_i(own audio), map_i(other audio))``.
+
+    Each sample's map is computed with its own audio and with the audio of another sample (a
+    seeded derangement); the Pearson correlation of the two cosine maps (on the model's feature
+    grid) is averaged over the samples (a constant map counts as correlation 1). 0: the map
+    ignores the audio (a vision-only "potential" map, in Oya et al.'s words); up to 2 for
+    anti-correlated maps.
+    """
+    n = len(images)
+    if n < 2:
+        raise ValueError("audio_sensitivity needs at least 2 samples (one to borrow audio from)")
+    rng = np.random.default_rng(seed)
+    perm = (np.arange(n) + rng.integers(1, n)) % n  # a cyclic shift: nobody keeps their audio
+    own = _heatmaps(model, images, audio, flow_field).reshape(n, -1).astype(np.float64)
+    other = _heatmaps(model, images, audio[perm], flow_field).reshape(n, -1).astype(np.float64)
+    a, b = own - own.mean(1, keepdims=True), other - other.mean(1, keepdims=True)
+    den = np.sqrt((a * a).sum(1) * (b * b).sum(1))
+    corr = np.where(den > 0, (a * b).sum(1) / np.where(den > 0, den, 1), 1.0)
+    return float(1.0 - corr.mean())
+
+
+def score(maps: Mapping[str, LocalizationMaps], gt: np.ndarray, at: float = 0.5,
+          n_boot: int = 1000, seed: int = 0, lvs_postprocess: str = "median") -> dict[str, EvalResult]:
+    """cIoU@``at`` and AUC with bootstrap CIs, each with the post-processing its maps name.
+
+    ``lvs_postprocess`` replaces the ``"median"`` of the LVS / Hear The Flow maps (REFERENCE 5)
+    by another rule of :func:`vssl_core.metrics.postprocess`. Median binarisation marks half of
+    every image as sounding; on street scenes, where the sounding vehicles cover a few percent
+    of the frame, that caps any map's cIoU far below the 0.5 cut-off, so the notebook's default
+    is ``"clean"`` (RCGrad's rule: min-max, values below the median set to 0, threshold 0.5)
+    with FlowGrad's 0.3 cut-off, and says so.
+    """
+    return score_stream(maps.items(), gt, at=at, n_boot=n_boot, seed=seed, lvs_postprocess=lvs_postprocess)
+
+
+def with_postprocess(stream: Iterable[tuple[str, LocalizationMaps]], lvs_postprocess: str
+                     ) -> Iterator[tuple[str, LocalizationMaps]]:
+    """The same maps (no copy), the LVS / HTF ones relabelled with ``lvs_postprocess``."""
+    if lvs_postprocess not in ("clean", "median", "none"):
+        raise ValueError(f"lvs_postprocess must be 'clean', 'median' or 'none', got {lvs_postprocess!r}")
+    for name, m in stream:
+        yield name, (LocalizationMaps(m.maps, lvs_postprocess, m.method) if m.method in ("lvs", "htf") else m)
+
+
+def table4_stream(models: Mapping[str, LVS | HTF], ev: EvalArrays) -> Iterator[tuple[str, LocalizationMaps]]:
+    """Each model's maps on ``ev`` (one at a time), then the flow-only and centred-box references."""
+    from .baselines import centred_box, flow_only_map
+
+    for row, model in models.items():
+        yield row, localizer_maps(model, ev.images, ev.audio, ev.flow_field)
+    yield "flow only (reference)", flow_only_map(ev.flow)
+    yield "centred box (reference)", centred_box(len(ev))
+
+
+def score_stream(stream: Iterable[tuple[str, LocalizationMaps]], gt: np.ndarray, at: float = 0.5,
+                 n_boot: int = 1000, seed: int = 0, lvs_postprocess: str = "median") -> dict[str, EvalResult]:
+    """:func:`score` one method at a time (each map dropped after scoring: bounded memory)."""
+    from .flowgrad_study import score_stream as _stream
+
+    return _stream(with_postprocess(stream, lvs_postprocess), gt, at=at, n_boot=n_boot, seed=seed)[0]
+
+
+def _row(r: EvalResult) -> dict:
+    c = f"cIoU@{r.cutoff:g}"
+    return {"n": r.n, c: r.ciou, f"{c}_lo": r.ciou_lo, f"{c}_hi": r.ciou_hi,
+            "AUC": r.auc, "AUC_lo": r.auc_lo, "AUC_hi": r.auc_hi}
+
+
+def table4(results: Mapping[str, EvalResult], prior_name: str = "vehicle prior",
+           sensitivity: Mapping[str, float] | None = None) -> pd.DataFrame:
+    """Table 4: one row per ablation letter present in ``results`` (plus any extra rows such
+    as references), with :func:`audio_sensitivity` where given and the paper's numbers."""
+    rows = []
+    for key, r in results.items():
+        flow, pre, frozen = TABLE4_ROWS.get(key, (None, None, None))
+        paper = HTF_TABLE4.get(key, (np.nan, np.nan))
+        rows.append({"model": key, "flow": flow, f"pretrained vision ({prior_name})": pre,
+                     "frozen vision": frozen, **_row(r),
+                     "audio sensitivity": (sensitivity or {}).get(key, np.nan),
+                     "paper_cIoU@0.5": paper[0], "paper_AUC": paper[1]})
+    return pd.DataFrame(rows)
+
+
+def table5(results: Mapping[str, EvalResult]) -> pd.DataFrame:
+    """Table 5: the flow encoders ("MaxPool", "ResNet18") with the paper's VGGS-10k numbers."""
+    rows = []
+    for key, r in results.items():
+        paper = HTF_TABLE5.get(key, (np.nan, np.nan))
+        rows.append({"flow network": key, **_row(r), "paper_cIoU@0.5": paper[0], "paper_AUC": paper[1]})
+    return pd.DataFrame(rows)

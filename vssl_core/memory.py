@@ -1,0 +1,87 @@
+"""Peak memory of the processes a block of code starts (the notebook kernels and their workers).
+
+:class:`PeakMemory` polls, from a background thread, the memory of every *descendant* of the
+current process and keeps the largest sum it has seen. Per process it reads the proportional
+set size (PSS: shared pages divided among the processes sharing them, so forked workers are
+not counted twice) from ``/proc/<pid>/smaps_rollup`` where the platform offers it (Linux),
+else the resident set size. Units: MiB
+(2**20 bytes). A block shorter than the polling interval may be missed (peak 0), and a peak
+between two polls is undercounted; the regeneration runner polls every 0.5 s.
+
+The runner reports it per notebook (``python -m vssl_core regenerate`` prints it and writes it to
+``figures/MANIFEST.json``): Binder gives a session about 2 GB for the kernel and the server.
+"""
+from __future__ import annotations
+
+import threading
+
+import psutil
+
+__all__ = ["PeakMemory", "tree_memory_mib"]
+
+MIB = 2 ** 20
+
+
+def _pss_kib(pid: int) -> int | None:
+    """PSS from ``/proc/<pid>/smaps_rollup`` (Linux >= 4.14; one cheap read), else None."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup", "rb") as fh:
+            for line in fh:
+                if line.startswith(b"Pss:"):
+                    return int(line.split()[1])
+    except (FileNotFoundError, PermissionError, ProcessLookupError, ValueError):
+        return None
+    return None
+
+
+def _process_mib(p: psutil.Process) -> float:
+    pss = _pss_kib(p.pid)
+    if pss is not None:
+        return pss / 1024.0
+    try:
+        return float(p.memory_info().rss) / MIB
+    except (psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied):
+        return 0.0  # the process ended between listing and reading: it holds nothing now
+
+
+def tree_memory_mib(root: psutil.Process | None = None, include_root: bool = False) -> float:
+    """Summed PSS (or RSS) in MiB of the descendants of ``root`` (default: this process)."""
+    root = root or psutil.Process()
+    procs = root.children(recursive=True) + ([root] if include_root else [])
+    return sum(_process_mib(p) for p in procs)
+
+
+class PeakMemory:
+    """Context manager: the peak summed memory (MiB) of this process's descendants.
+
+    Examples
+    --------
+    >>> with PeakMemory() as mem:
+    ...     run_something_in_a_subprocess()
+    >>> mem.peak_mib
+    """
+
+    def __init__(self, interval_s: float = 0.5) -> None:
+        if interval_s <= 0:
+            raise ValueError(f"interval_s must be > 0, got {interval_s}")
+        self.interval_s = interval_s
+        self.peak_mib = 0.0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _poll(self) -> None:
+        root = psutil.Process()
+        while True:
+            self.peak_mib = max(self.peak_mib, tree_memory_mib(root))
+            if self._stop.wait(self.interval_s):
+                return
+
+    def __enter__(self) -> PeakMemory:
+        self._thread = threading.Thread(target=self._poll, name="peak-memory", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
