@@ -130,10 +130,10 @@ def load_evaluation(dataset: UrbansasDataset, clips: Sequence[str] | None, setup
     ds = load_eval_set(dataset, "flowgrad", image_size or setup.image_size, setup.flow,
                        setup.audio_sr, 1.0, "mono", progress=progress, clips=clips,
                        flow_field=flow_field)
-    a = as_numpy(ds)
+    a = as_numpy(ds, dtypes={"gt": np.float32})
     boxes = [np.asarray(b, dtype=float).reshape(-1, 4) for b in a["boxes"]]
     return EvalArrays(a["clip"], a["time"], a["image"], a["flow"], a["audio"],
-                      a["gt"].astype(np.float32), boxes, a.get("flow_field"))
+                      a["gt"], boxes, a.get("flow_field"))
 
 
 def _training_windows(dataset: UrbansasDataset, clips: Sequence[str], setup: FlowGradSetup

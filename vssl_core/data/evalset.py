@@ -41,7 +41,7 @@ Use :func:`as_numpy` to get stacked arrays. torch-free.
 """
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,7 +55,7 @@ from .. import cache
 from ..paths import cache_dir
 from ..flow import FlowParams, flow_and_field_from_frames, flow_from_frames, imap_clips, window_frame_pairs
 from ..metrics import GRID, gt_map_urbansas
-from . import media
+from . import columns as columns_npy, media
 from .urbansas import URBANSAS_FRAME, UrbansasDataset
 
 #: Bump when the content or layout of the cached sets changes.
@@ -369,22 +369,37 @@ def load_train_set(dataset: UrbansasDataset, windows: Sequence[tuple[str, float]
     return datasets.load_from_disk(str(path / "dataset"))
 
 
-def as_numpy(ds: datasets.Dataset, columns: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+def as_numpy(ds: datasets.Dataset, columns: Sequence[str] | None = None, mmap: bool = True,
+             dtypes: Mapping[str, Any] | None = None) -> dict[str, np.ndarray]:
     """Stacked numpy arrays of ``columns`` (default: all), with the stored dtypes.
 
     Reads the Arrow table directly (``ds.with_format("numpy")`` would turn uint8 images into
     int64). Returns a dict column -> array with the row axis first (e.g. ``image``
     ``(N, S, S, 3)`` uint8, ``flow`` ``(N, 224, 224)`` float32); list columns (``boxes``,
     ``labels``) come back as object arrays of per-row 1-D arrays, strings as ``<U`` arrays.
+
+    With ``mmap=True`` (default) the fixed-shape columns of a dataset read from disk come back
+    memory-mapped from a ``.npy`` copy written once beside it (:mod:`vssl_core.data.columns`):
+    file-backed pages the kernel can reclaim, instead of anonymous memory. They are writable
+    copy-on-write arrays (the file never changes). ``dtypes`` casts columns (e.g.
+    ``{"gt": np.float32}``), once when the copy is written.
     """
     cols = list(columns) if columns is not None else list(ds.column_names)
-    table = ds.with_format("arrow", columns=cols)[:]
+    dtypes = dict(dtypes or {})
     out: dict[str, np.ndarray] = {}
+    rest = []
     for c in cols:
+        if mmap and columns_npy.mappable(ds, c):
+            out[c] = columns_npy.mapped_column(ds, c, dtypes.get(c))
+        else:
+            rest.append(c)
+    table = ds.with_format("arrow", columns=rest)[:] if rest else None
+    for c in rest:
         col = table.column(c).combine_chunks()
         if isinstance(col.type, datasets.features.features._ArrayXDExtensionType):
-            out[c] = col.to_numpy(zero_copy_only=False)
+            v = col.to_numpy(zero_copy_only=False)
         else:
             v = col.to_numpy(zero_copy_only=False)
-            out[c] = v.astype(str) if v.dtype == object and len(v) and isinstance(v[0], str) else v
-    return out
+            v = v.astype(str) if v.dtype == object and len(v) and isinstance(v[0], str) else v
+        out[c] = v.astype(dtypes[c], copy=False) if c in dtypes else v
+    return {c: out[c] for c in cols}
