@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import subprocess
+from pathlib import Path
 import sys
 
 import numpy as np
@@ -50,8 +51,11 @@ def test_peak_memory_sees_a_child_process():
     with PeakMemory(interval_s=0.05) as mem:
         subprocess.run([sys.executable, "-c", code], check=True)
     assert mem.peak_mib > 250                       # the child's 300 MiB buffer was seen
+    if Path("/proc/self/smaps_rollup").exists() and "Pss_Anon" in Path("/proc/self/smaps_rollup").read_text():
+        assert mem.peak_anon_mib > 250                # ... and it is anonymous memory
     with PeakMemory(interval_s=0.05) as idle:
         subprocess.run([sys.executable, "-c", "import time; time.sleep(0.5)"], check=True)
     assert idle.peak_mib < mem.peak_mib - 200        # and a small child is small
+    assert idle.peak_anon_mib < mem.peak_anon_mib - 200 or idle.peak_anon_mib == mem.peak_anon_mib == 0
     with pytest.raises(ValueError):
         PeakMemory(interval_s=0)

@@ -235,3 +235,40 @@ def test_score_stream_equals_scoring_all_maps_at_once():
         np.testing.assert_array_equal(res[k].cious, ref[k].cious)
         assert res[k].ciou_lo == ref[k].ciou_lo
         np.testing.assert_array_equal(sides[k], oy.side_accuracy(maps[k], side))
+
+
+def test_score_methods_in_chunks_equals_scoring_everything_at_once():
+    """Chunked scoring (real tiny models, 11 samples in chunks of 4) gives the results of
+    scoring every method's maps on all samples at once; kept maps are the asked rows."""
+    from vssl_core.models.oya import OyaNet
+    from vssl_core.models.rcgrad import ModelConfig, RCGrad
+
+    torch.manual_seed(0)
+    setup = oy.setup_from(**{**TINY, "image_size": 32})
+    oya = OyaNet(setup.model_config).eval()
+    rcgrad = RCGrad(ModelConfig(width=0.125, image_size=32)).eval()
+    rng = np.random.default_rng(1)
+    n = 11
+    images = rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)
+    audio = rng.uniform(-1, 1, (n, 1, 1600)).astype(np.float32)
+    flow = rng.random((n, GRID, GRID), dtype=np.float32) * 3
+    gt = np.zeros((n, GRID, GRID), np.uint8)
+    gt[:, 40:150, 20:120] = 1
+    side = np.array(["left", "right"] * 5 + ["left"])
+    map_size = setup.model_config.map_size
+    ref, ref_side, _ = oy.score_stream(
+        oy.method_stream({" a": oya}, rcgrad, images, audio, flow, 8000, map_size, seed=0),
+        gt, at=0.3, n_boot=50, seed=0, side=side)
+    res, sides, kept = oy.score_methods({" a": oya}, rcgrad, images, audio, flow, gt, 8000, map_size,
+                                        at=0.3, n_boot=50, seed=0, side=side, chunk=4,
+                                        keep=["RCGrad", oy.RANDOM], keep_rows=[9, 2])
+    assert list(res) == list(ref)
+    for k in ref:
+        np.testing.assert_allclose(res[k].cious, ref[k].cious, atol=1e-6, err_msg=k)
+        assert (res[k].ciou, res[k].postprocess) == (ref[k].ciou, ref[k].postprocess)
+        np.testing.assert_array_equal(sides[k], ref_side[k])
+    floor = oy.random_maps(n, map_size, seed=0).maps
+    np.testing.assert_array_equal(kept[oy.RANDOM].maps, floor[[9, 2]])
+    assert kept["RCGrad"].maps.shape == (2, GRID, GRID) and kept["RCGrad"].postprocess == "clean"
+    with pytest.raises(ValueError):
+        oy.score_methods({}, None, images, audio, flow, gt, 8000, map_size, chunk=0)

@@ -71,8 +71,9 @@ class ConcatSet:
         Concatenated, rescaled RGB images (rows ``2k`` and ``2k + 1`` share an image).
     audio : np.ndarray, shape (M, ...)
         The audio of ``source`` (same dtype and trailing shape as the input audio).
-    gts : np.ndarray, float32, shape (M, 224, 224)
-        Ground truth of ``source`` in its half.
+    gts : np.ndarray, shape (M, 224, 224)
+        Ground truth of ``source`` in its half: uint8 {0, 1} on the box route (binary, a
+        quarter of float32's memory), float32 on the map route (consensus maps keep 0.5).
     left, right : np.ndarray, int64, shape (M,)
         Input indices of the samples shown on the left and on the right.
     source : np.ndarray, int64, shape (M,)
@@ -281,7 +282,7 @@ def concat_and_localize(images: np.ndarray, audio: np.ndarray, *, gts: np.ndarra
     left, right = pair_indices(n, seed, n_pairs)
     m = 2 * left.size
     out_images = np.empty((m, out_h, out_w, 3), dtype=np.uint8)
-    gt_out = np.empty((m, GRID, GRID), dtype=np.float32)
+    gt_out = np.empty((m, GRID, GRID), dtype=np.uint8 if boxes is not None else np.float32)
     box_out: list[np.ndarray] = []
     for k, (i, j) in enumerate(zip(left.tolist(), right.tolist())):
         img = concat_images(images[i], images[j], (out_h, out_w))

@@ -298,6 +298,67 @@ def score_stream(stream: Iterable[tuple[str, LocalizationMaps]], gt: np.ndarray,
     return results, extra, kept
 
 
+def score_chunked(make_stream: Callable[[slice], Iterable[tuple[str, LocalizationMaps]]],
+                  gt: np.ndarray, at: float = 0.3, n_boot: int = 1000, seed: int = 0,
+                  per_map: Callable[[LocalizationMaps, slice], np.ndarray] | None = None,
+                  keep: Sequence[str] = (), keep_rows: Sequence[int] = (),
+                  chunk: int = 128) -> tuple[dict[str, EvalResult], dict[str, np.ndarray],
+                                             dict[str, LocalizationMaps]]:
+    """:func:`score_stream` on ``chunk`` samples at a time: memory bounded by one chunk.
+
+    ``make_stream(rows)`` yields ``(name, maps)`` for the samples ``rows`` (a slice of the
+    ``len(gt)`` samples), the same names in the same order for every chunk. Per-sample cIoUs
+    are gathered over the chunks and scored once (:func:`vssl_core.metrics.score_cious`), so
+    the results equal scoring every map at once whenever each map depends on its own sample
+    only (every method here: per-sample Grad-CAM, flow, post-processing).
+
+    Parameters
+    ----------
+    per_map : callable (maps, rows) -> (len(rows),) array, optional
+        A per-sample value besides the cIoU (e.g. side accuracy), gathered like it.
+    keep, keep_rows
+        Maps of the methods named in ``keep`` are kept for the samples ``keep_rows`` only
+        (in that order), e.g. the rows of an example figure.
+    chunk : int
+        Samples per chunk (128: ~25 MB per method's 224 x 224 float32 maps).
+
+    Returns
+    -------
+    results, per-map values, kept maps : as :func:`score_stream`.
+    """
+    if chunk < 1:
+        raise ValueError(f"chunk must be >= 1, got {chunk}")
+    n = len(gt)
+    threshold = metrics.pixel_threshold(at)
+    cious: dict[str, list[np.ndarray]] = {}
+    extra: dict[str, list[np.ndarray]] = {}
+    post: dict[str, str] = {}
+    wanted = np.asarray(keep_rows, dtype=int)
+    kept_parts: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {k: [] for k in keep}
+    for start in range(0, n, chunk):
+        rows = slice(start, min(start + chunk, n))
+        inside = wanted[(wanted >= rows.start) & (wanted < rows.stop)]
+        for name, maps in make_stream(rows):
+            cious.setdefault(name, []).append(
+                metrics.ciou(maps.maps, gt[rows], postprocess=maps.postprocess, threshold=threshold))
+            post[name] = maps.postprocess
+            if per_map is not None:
+                extra.setdefault(name, []).append(np.asarray(per_map(maps, rows)))
+            if name in kept_parts and inside.size:
+                kept_parts[name].append((inside, np.array(maps.maps[inside - rows.start])))
+            del maps
+    results = {name: metrics.score_cious(np.concatenate(v), at=at, n_boot=n_boot, seed=seed,
+                                         postprocess=post[name]) for name, v in cious.items()}
+    kept = {}
+    for name, parts in kept_parts.items():
+        if parts:
+            idx = np.concatenate([i for i, _ in parts])
+            maps = np.concatenate([m for _, m in parts])
+            order = [int(np.flatnonzero(idx == r)[0]) for r in wanted]
+            kept[name] = LocalizationMaps(maps[order], post[name], name)
+    return results, {k: np.concatenate(v) for k, v in extra.items()}, kept
+
+
 def score(maps: Mapping[str, LocalizationMaps], gt: np.ndarray, at: float = 0.3,
           n_boot: int = 1000, seed: int = 0) -> dict[str, EvalResult]:
     """Per-method cIoU (pixel threshold 0.5, cut-off ``at``) and AUC with bootstrap CIs."""
@@ -441,5 +502,5 @@ def setup_from(**params) -> FlowGradSetup:
 
 
 __all__ = ["FlowGradSetup", "EvalArrays", "METHODS", "split_clips", "load_evaluation",
-           "load_training", "train_family", "method_maps", "method_stream", "subset", "score_stream", "score", "table1", "paired_table",
+           "load_training", "train_family", "method_maps", "method_stream", "subset", "score_stream", "score_chunked", "score", "table1", "paired_table",
            "sample_states", "pick_examples", "setup_from", "setup_for_profile", "train_rcgrad", "cached_rcgrad", "cached_family", "rcgrad_for_profile", "official_rcgrad_maps", "real_detector", "real_evaluation"]

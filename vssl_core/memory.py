@@ -4,7 +4,10 @@
 current process and keeps the largest sum it has seen. Per process it reads the proportional
 set size (PSS: shared pages divided among the processes sharing them, so forked workers are
 not counted twice) from ``/proc/<pid>/smaps_rollup`` where the platform offers it (Linux),
-else the resident set size. Units: MiB
+else the resident set size. It also keeps the peak of the *anonymous* part (``Pss_Anon``: heap,
+arrays, tensors), which the kernel cannot reclaim; the rest of PSS is file-backed (libraries,
+memory-mapped datasets) and is dropped and re-read under a memory limit such as Binder's.
+Units: MiB
 (2**20 bytes). A block shorter than the polling interval may be missed (peak 0), and a peak
 between two polls is undercounted; the regeneration runner polls every 0.5 s.
 
@@ -17,38 +20,50 @@ import threading
 
 import psutil
 
-__all__ = ["PeakMemory", "tree_memory_mib"]
+__all__ = ["PeakMemory", "tree_memory", "tree_memory_mib"]
 
 MIB = 2 ** 20
 
 
-def _pss_kib(pid: int) -> int | None:
-    """PSS from ``/proc/<pid>/smaps_rollup`` (Linux >= 4.14; one cheap read), else None."""
+def _pss_kib(pid: int) -> tuple[int, int] | None:
+    """(PSS, anonymous PSS) in KiB from ``/proc/<pid>/smaps_rollup`` (Linux >= 4.14; one cheap
+    read), else None. Kernels before 5.4 have no ``Pss_Anon`` line: anonymous is then 0."""
+    pss = anon = None
     try:
         with open(f"/proc/{pid}/smaps_rollup", "rb") as fh:
             for line in fh:
                 if line.startswith(b"Pss:"):
-                    return int(line.split()[1])
+                    pss = int(line.split()[1])
+                elif line.startswith(b"Pss_Anon:"):
+                    anon = int(line.split()[1])
     except (FileNotFoundError, PermissionError, ProcessLookupError, ValueError):
         return None
-    return None
+    return None if pss is None else (pss, anon or 0)
 
 
-def _process_mib(p: psutil.Process) -> float:
+def _process_mib(p: psutil.Process) -> tuple[float, float]:
+    """(PSS or RSS, anonymous PSS) of one process in MiB."""
     pss = _pss_kib(p.pid)
     if pss is not None:
-        return pss / 1024.0
+        return pss[0] / 1024.0, pss[1] / 1024.0
     try:
-        return float(p.memory_info().rss) / MIB
+        return float(p.memory_info().rss) / MIB, 0.0
     except (psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied):
-        return 0.0  # the process ended between listing and reading: it holds nothing now
+        return 0.0, 0.0  # the process ended between listing and reading: it holds nothing now
+
+
+def tree_memory(root: psutil.Process | None = None, include_root: bool = False) -> tuple[float, float]:
+    """Summed (PSS or RSS, anonymous PSS) in MiB of the descendants of ``root`` (default: this
+    process)."""
+    root = root or psutil.Process()
+    procs = root.children(recursive=True) + ([root] if include_root else [])
+    sizes = [_process_mib(p) for p in procs]
+    return sum(t for t, _ in sizes), sum(a for _, a in sizes)
 
 
 def tree_memory_mib(root: psutil.Process | None = None, include_root: bool = False) -> float:
     """Summed PSS (or RSS) in MiB of the descendants of ``root`` (default: this process)."""
-    root = root or psutil.Process()
-    procs = root.children(recursive=True) + ([root] if include_root else [])
-    return sum(_process_mib(p) for p in procs)
+    return tree_memory(root, include_root)[0]
 
 
 class PeakMemory:
@@ -66,13 +81,16 @@ class PeakMemory:
             raise ValueError(f"interval_s must be > 0, got {interval_s}")
         self.interval_s = interval_s
         self.peak_mib = 0.0
+        self.peak_anon_mib = 0.0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     def _poll(self) -> None:
         root = psutil.Process()
         while True:
-            self.peak_mib = max(self.peak_mib, tree_memory_mib(root))
+            total, anon = tree_memory(root)
+            self.peak_mib = max(self.peak_mib, total)
+            self.peak_anon_mib = max(self.peak_anon_mib, anon)
             if self._stop.wait(self.interval_s):
                 return
 

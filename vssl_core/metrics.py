@@ -73,7 +73,7 @@ from .errors import data_error
 __all__ = [
     "GRID", "MEDIAN_INDEX", "AUC_THRESHOLDS", "TEXT_READING_CUTOFF",
     "resize_to_grid", "gt_map_urbansas", "gt_map_vggss", "gt_map_flickr", "postprocess",
-    "binarize", "ciou", "validate", "success_fractions", "ciou_at", "auc", "evaluate",
+    "binarize", "ciou", "pixel_threshold", "score_cious", "validate", "success_fractions", "ciou_at", "auc", "evaluate",
     "EvalResult", "summary_row", "CIoUAt", "AUC", "bootstrap_ci", "paired_bootstrap", "BootstrapCI",
     "PairedBootstrap",
 ]
@@ -810,6 +810,14 @@ def evaluate(maps: np.ndarray, gts: np.ndarray, postprocess: Postprocess = "clea
 
 def _threshold_and_cutoff(at: float, reading: str) -> tuple[float, float]:
     return (0.5, float(at)) if reading == "code" else (float(at), TEXT_READING_CUTOFF)
+
+
+def pixel_threshold(at: float, reading: Reading = "code") -> float:
+    """The pixel binarisation threshold :func:`evaluate` uses for ``at`` under ``reading``
+    (0.5 for ``"code"``, ``at`` for ``"text"``); pass it to :func:`ciou` before
+    :func:`score_cious`."""
+    _check_choice(reading, _READING, "reading")
+    return _threshold_and_cutoff(at, reading)[0]
 
 
 def score_cious(cious: np.ndarray, at: float = 0.3, n_boot: int = 1000, seed: int = 0,

@@ -68,7 +68,7 @@ __all__ = [
     "OyaSetup", "setup_from", "data_setup", "rcgrad_setup", "resample_audio", "ab_scene_config",
     "SyntheticData", "load_synthetic", "load_ab", "train_oya", "train_sizes", "trained_oya",
     "oya_method_maps", "random_maps", "rcgrad_family_maps", "concat_set", "concat_maps",
-    "method_stream", "score_stream",
+    "method_stream", "score_stream", "score_methods", "score_sizes",
     "side_accuracy", "pick_examples", "score", "size_table", "gap_table", "type_table", "type_gap_table",
     "protocol_table",
 ]
@@ -369,10 +369,14 @@ def oya_method_maps(model: OyaNet, images: np.ndarray, audio: np.ndarray, audio_
             POT + suffix: LocalizationMaps(pot, "clean", "oya_pot")}
 
 
-def random_maps(n: int, map_size: int, seed: int = 0) -> LocalizationMaps:
-    """The floor: uniform noise on a ``map_size x map_size`` grid, resized to 224 ("clean")."""
+def random_maps(n: int, map_size: int, seed: int = 0, rows: slice | None = None) -> LocalizationMaps:
+    """The floor: uniform noise on a ``map_size x map_size`` grid, resized to 224 ("clean").
+
+    ``rows`` keeps only those samples of the ``n`` drawn (the same values as drawing all)."""
     rng = np.random.default_rng(seed)
     noise = rng.random((n, map_size, map_size), dtype=np.float32)
+    if rows is not None:
+        noise = noise[rows]
     return LocalizationMaps(metrics.resize_to_grid(noise).astype(np.float32), "clean", "random")
 
 
@@ -398,12 +402,15 @@ def concat_set(ev: EvalArrays, setup: OyaSetup) -> ConcatSet:
 
 
 def method_stream(oya_models: Mapping[str, OyaNet], rcgrad: RCGrad | None, images: np.ndarray,
-                  audio: np.ndarray, flow: np.ndarray, audio_sr: int, map_size: int, seed: int = 0
+                  audio: np.ndarray, flow: np.ndarray, audio_sr: int, map_size: int, seed: int = 0,
+                  random_rows: tuple[int, slice] | None = None
                   ) -> Iterator[tuple[str, LocalizationMaps]]:
     """Every method's maps on a set of samples, one method at a time (name, maps): each Oya model
     (name -> model; its two maps get the name as suffix), RCGrad / FlowGrad-H / flow only when
     ``rcgrad`` is not None, and the random floor. At most two methods' maps are alive at once
-    when the consumer drops each after use (see :func:`score_stream`)."""
+    when the consumer drops each after use (see :func:`score_stream`). ``random_rows`` =
+    ``(n, rows)`` when the samples are the rows ``rows`` of a set of ``n``: the random floor then
+    takes the same rows of the floor drawn for all ``n`` (:func:`score_methods`)."""
     from . import localize
     from .baselines import flow_only_map
 
@@ -417,7 +424,66 @@ def method_stream(oya_models: Mapping[str, OyaNet], rcgrad: RCGrad | None, image
         yield "FlowGrad-H", fh
         del fh
         yield "Optical flow only", flow_only_map(flow)
-    yield RANDOM, random_maps(len(images), map_size, seed)
+    n, rows = random_rows if random_rows is not None else (len(images), None)
+    yield RANDOM, random_maps(n, map_size, seed, rows)
+
+
+def score_methods(oya_models: Mapping[str, OyaNet], rcgrad: RCGrad | None, images: np.ndarray,
+                  audio: np.ndarray, flow: np.ndarray, gt: np.ndarray, audio_sr: int,
+                  map_size: int, at: float = 0.3, n_boot: int = 1000, seed: int = 0,
+                  side: np.ndarray | None = None, keep: Sequence[str] = (),
+                  keep_rows: Sequence[int] = (), chunk: int = 128
+                  ) -> tuple[dict[str, EvalResult], dict[str, np.ndarray], dict[str, LocalizationMaps]]:
+    """Every method of :func:`method_stream` scored ``chunk`` samples at a time
+    (:func:`vssl_core.flowgrad_study.score_chunked`): the same results as :func:`score_stream`
+    on all maps at once, with memory bounded by one chunk of one method's maps (~25 MB)
+    whatever the number of samples.
+
+    Parameters
+    ----------
+    images, audio, flow, gt : arrays with N rows
+        As :func:`method_stream`; ``gt`` (N, 224, 224).
+    side : np.ndarray of str, shape (N,), optional
+        Concat sets: also the per-row :func:`side_accuracy` of every method.
+    keep, keep_rows : maps of the methods ``keep`` at the samples ``keep_rows`` (for figures).
+
+    Returns
+    -------
+    results, side accuracies (empty without ``side``), kept maps
+    """
+    from .flowgrad_study import score_chunked
+
+    n = len(gt)
+
+    def stream(rows: slice) -> Iterator[tuple[str, LocalizationMaps]]:
+        return method_stream(oya_models, rcgrad, images[rows], audio[rows], flow[rows], audio_sr,
+                             map_size, seed, random_rows=(n, rows))
+
+    per_map = (lambda m, rows: side_accuracy(m, side[rows])) if side is not None else None
+    return score_chunked(stream, gt, at=at, n_boot=n_boot, seed=seed, per_map=per_map,
+                         keep=keep, keep_rows=keep_rows, chunk=chunk)
+
+
+def score_sizes(oya_models: Mapping[int, OyaNet], ev: EvalArrays, audio_sr: int, map_size: int,
+                at: float = 0.3, n_boot: int = 1000, seed: int = 0, chunk: int = 128
+                ) -> tuple[dict[int, dict[str, EvalResult]], EvalResult]:
+    """Table 1: the localisation and potential maps of each training size's model on ``ev``
+    (:func:`score_methods`, in chunks), and the random floor.
+
+    Returns
+    -------
+    ``{size: {LOC: result, POT: result}}`` and the random floor's result.
+    """
+    results: dict[int, dict[str, EvalResult]] = {}
+    floor = None
+    for size, model in oya_models.items():
+        res, _, _ = score_methods({"": model}, None, ev.images, ev.audio, ev.flow, ev.gt, audio_sr,
+                                  map_size, at=at, n_boot=n_boot, seed=seed, chunk=chunk)
+        floor = res.pop(RANDOM)
+        results[size] = res
+    if floor is None:
+        raise ValueError("no models given")
+    return results, floor
 
 
 def score_stream(stream: Iterable[tuple[str, LocalizationMaps]], gt: np.ndarray, at: float = 0.3,

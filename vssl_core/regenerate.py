@@ -53,6 +53,7 @@ class NotebookRun:
     outputs: list[str]
     parameters: dict[str, Any]
     peak_mib: float = 0.0
+    peak_anon_mib: float = 0.0
 
 
 @dataclass
@@ -62,14 +63,18 @@ class RunSummary:
     manifest: Path | None = None
 
     def table(self) -> str:
-        """A plain-text summary table: notebook, seconds, peak kernel memory (MiB), outputs."""
-        rows = [("notebook", "seconds", "peak MiB", "outputs")]
-        rows += [(r.name, f"{r.seconds:.1f}", f"{r.peak_mib:.0f}", str(len(r.outputs))) for r in self.runs]
+        """A plain-text summary table: notebook, seconds, peak kernel memory (PSS and its
+        anonymous part, MiB), outputs."""
+        rows = [("notebook", "seconds", "peak MiB", "anon MiB", "outputs")]
+        rows += [(r.name, f"{r.seconds:.1f}", f"{r.peak_mib:.0f}", f"{r.peak_anon_mib:.0f}",
+                  str(len(r.outputs))) for r in self.runs]
         rows.append(("total", f"{sum(r.seconds for r in self.runs):.1f}",
                      f"{max((r.peak_mib for r in self.runs), default=0):.0f}",
+                     f"{max((r.peak_anon_mib for r in self.runs), default=0):.0f}",
                      str(sum(len(r.outputs) for r in self.runs))))
-        w = [max(len(r[i]) for r in rows) for i in range(4)]
-        lines = [f"{a:<{w[0]}}  {b:>{w[1]}}  {c:>{w[2]}}  {d:>{w[3]}}" for a, b, c, d in rows]
+        w = [max(len(r[i]) for r in rows) for i in range(5)]
+        lines = [f"{a:<{w[0]}}  {b:>{w[1]}}  {c:>{w[2]}}  {e:>{w[3]}}  {d:>{w[4]}}"
+                 for a, b, c, e, d in rows]
         lines.insert(1, "-" * len(lines[0]))
         return "\n".join(lines)
 
@@ -175,7 +180,8 @@ def _update_manifest(figures: Path, profile: str, runs: list[NotebookRun]) -> Pa
     for run in runs:
         notebooks[run.name] = {"profile": profile, "parameters": run.parameters,
                                "seconds": round(run.seconds, 1),
-                               "peak_memory_mib": round(run.peak_mib), "outputs": run.outputs}
+                               "peak_memory_mib": round(run.peak_mib),
+                               "peak_anon_memory_mib": round(run.peak_anon_mib), "outputs": run.outputs}
         for rel in run.outputs:
             files[rel] = {"sha256": _sha256(figures / rel), "notebook": run.name, "profile": profile}
     manifest = {
@@ -242,7 +248,8 @@ def regenerate(profile: str = "quick", only: list[str] | None = None,
                 _execute(notebook, {**params, "output_dir": str(out)}, build / notebook.name, progress)
             seconds = time.perf_counter() - start
             outputs = sorted(str(p.relative_to(staging)) for p in out.rglob("*") if p.is_file())
-            summary.runs.append(NotebookRun(notebook.stem, seconds, outputs, params, memory.peak_mib))
+            summary.runs.append(NotebookRun(notebook.stem, seconds, outputs, params, memory.peak_mib,
+                                            memory.peak_anon_mib))
         _promote(staging, figures, [r.name for r in summary.runs])
         summary.manifest = _update_manifest(figures, profile, summary.runs)
     finally:
