@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from .atomic import atomic_dir, write_text
+from .memory import release_unused
 from .paths import cache_dir
 
 META = "meta.json"
@@ -117,7 +118,10 @@ def cached(name: str, key: Any, build: Callable[[Path], None],
     if (path / META).is_file():
         return path
     meta = {"name": name, "fingerprint": fingerprint(key), "key": to_plain(key)}
-    with atomic_dir(path) as tmp:
-        build(tmp)
-        write_text(tmp / META, json.dumps(meta, sort_keys=True, indent=1) + "\n")
+    try:
+        with atomic_dir(path) as tmp:
+            build(tmp)
+            write_text(tmp / META, json.dumps(meta, sort_keys=True, indent=1) + "\n")
+    finally:
+        release_unused()  # the build's temporaries (frames, flow, Arrow buffers) back to the OS
     return path

@@ -13,14 +13,23 @@ between two polls is undercounted; the regeneration runner polls every 0.5 s.
 
 The runner reports it per notebook (``python -m vssl_core regenerate`` prints it and writes it to
 ``figures/MANIFEST.json``): Binder gives a session about 2 GB for the kernel and the server.
+
+:func:`release_unused` hands memory that allocators keep after a big temporary workload (building
+a cached dataset: decoded frames, flow fields, Arrow buffers) back to the operating system; the
+cache builders call it, so a notebook that builds its data first does not carry that heap into
+training.
 """
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import gc
+import sys
 import threading
 
 import psutil
 
-__all__ = ["PeakMemory", "tree_memory", "tree_memory_mib"]
+__all__ = ["PeakMemory", "release_unused", "tree_memory", "tree_memory_mib"]
 
 MIB = 2 ** 20
 
@@ -64,6 +73,41 @@ def tree_memory(root: psutil.Process | None = None, include_root: bool = False) 
 def tree_memory_mib(root: psutil.Process | None = None, include_root: bool = False) -> float:
     """Summed PSS (or RSS) in MiB of the descendants of ``root`` (default: this process)."""
     return tree_memory(root, include_root)[0]
+
+
+def _malloc_trim() -> bool:
+    """glibc's ``malloc_trim(0)``: free pages inside the C heap go back to the kernel. False where
+    the C library is not glibc (macOS, musl, Windows)."""
+    if not sys.platform.startswith("linux"):
+        return False
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return False
+    libc = ctypes.CDLL(name)
+    if not hasattr(libc, "malloc_trim"):
+        return False
+    libc.malloc_trim(0)
+    return True
+
+
+def release_unused() -> dict[str, bool]:
+    """Return memory that is free but still held by this process's allocators to the OS.
+
+    Runs the garbage collector, asks Arrow's memory pool (``datasets`` builds with it; its
+    mimalloc/jemalloc pools cache freed buffers) to release unused memory, and trims glibc's
+    heap. Nothing in use is touched; the call costs milliseconds.
+
+    Returns
+    -------
+    dict
+        ``{"arrow": bool, "malloc_trim": bool}``: which allocators were asked (Arrow only when
+        ``pyarrow`` is already imported; ``malloc_trim`` only on glibc).
+    """
+    gc.collect()
+    arrow = "pyarrow" in sys.modules
+    if arrow:
+        sys.modules["pyarrow"].default_memory_pool().release_unused()
+    return {"arrow": arrow, "malloc_trim": _malloc_trim()}
 
 
 class PeakMemory:

@@ -40,6 +40,7 @@ from tqdm.auto import tqdm
 from .cache import fingerprint
 from .checkpoints import load_checkpoint, load_model, save_checkpoint, save_model
 from .errors import data_error
+from .memory import release_unused
 from .models.rcgrad import (FlowGradEN, FlowGradIC, ModelConfig, RCGrad, build_model, prepare_audio,
                             prepare_flow, prepare_images)
 
@@ -310,8 +311,11 @@ def train(config: TrainConfig, arrays: TrainArrays, out_dir: str | Path | None =
     """
     if config.model.uses_flow and arrays.flow is None:
         raise ValueError(f"{config.model.kind} needs TrainArrays.flow")
-    with torch_threads(config.num_threads):
-        return _train(config, arrays, out_dir, resume, progress, init_model)
+    try:
+        with torch_threads(config.num_threads):
+            return _train(config, arrays, out_dir, resume, progress, init_model)
+    finally:
+        release_unused()  # the freed activations' heap back to the OS before the next cell
 
 
 def _payload(config: TrainConfig, epoch: int, model: RCGrad, history: list, **extra: Any) -> dict[str, Any]:

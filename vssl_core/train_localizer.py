@@ -50,6 +50,7 @@ from tqdm.auto import tqdm
 from .cache import fingerprint
 from .checkpoints import load_checkpoint, save_checkpoint, save_model
 from .errors import data_error
+from .memory import release_unused
 from .models.htf import HTF, prepare_flow_field
 from .models.lvs import LVS, prepare_lvs_audio
 from .models.oya import OyaNet
@@ -311,8 +312,11 @@ def train_localizer(model: Localizer, config: LocalizerTrainConfig, arrays: Loca
         raise ValueError(f"HTF with flow_encoder={model.config.flow_encoder!r} needs LocalizerArrays.flow_field")
     if len(arrays) < 2:
         raise ValueError(f"need at least 2 training pairs (in-batch negatives), got {len(arrays)}")
-    with torch_threads(config.num_threads):
-        return _train(model, config, arrays, out_dir, resume, progress)
+    try:
+        with torch_threads(config.num_threads):
+            return _train(model, config, arrays, out_dir, resume, progress)
+    finally:
+        release_unused()  # the freed activations' heap back to the OS before the next cell
 
 
 def _train(model: Localizer, config: LocalizerTrainConfig, arrays: LocalizerArrays, out_dir, resume: bool,

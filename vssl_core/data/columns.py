@@ -25,6 +25,8 @@ from pathlib import Path
 import datasets
 import numpy as np
 
+from ..memory import release_unused
+
 __all__ = ["mappable", "mapped_column"]
 
 ROWS_PER_WRITE = 64
@@ -120,5 +122,8 @@ def mapped_column(ds: datasets.Dataset, column: str, dtype: np.dtype | str | Non
         if arr.shape == expected and arr.dtype == dtype:
             return arr
         del arr                                   # a foreign or truncated file: rewrite it
-    _write(ds, column, dtype, path, rows_per_write)
+    try:
+        _write(ds, column, dtype, path, rows_per_write)
+    finally:
+        release_unused()                          # the Arrow slices read while writing
     return np.load(path, mmap_mode="c")
