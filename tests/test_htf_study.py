@@ -72,6 +72,18 @@ def test_tables_carry_the_papers_numbers():
     assert list(t5["paper_cIoU@0.5"]) == [0.379, 0.393]
 
 
+
+def test_tables_add_the_papers_cutoff_beside_the_scored_one():
+    """Scored at FlowGrad's 0.3, the tables still show cIoU@0.5 (the paper's metric), with a CI."""
+    r = metrics.score_cious(np.array([0.6, 0.2, 0.7, 0.35]), at=0.3, n_boot=200)
+    row = hs.table4({"d": r}).iloc[0]
+    assert row["cIoU@0.3"] == pytest.approx(3 / 4) and row["cIoU@0.5"] == pytest.approx(2 / 4)
+    assert row["cIoU@0.5_lo"] <= row["cIoU@0.5"] <= row["cIoU@0.5_hi"]
+    only = metrics.score_cious(np.array([0.6, 0.2]), at=0.5, n_boot=0)
+    assert "cIoU@0.5_lo" in hs.table5({"MaxPool": only}).columns and \
+        list(hs.table5({"MaxPool": only}).columns).count("cIoU@0.5") == 1
+
+
 def test_box_recall_by_hand():
     maps = np.zeros((3, 224, 224), np.float32)
     maps[:, :, :112] = 1.0                                   # the left half is predicted

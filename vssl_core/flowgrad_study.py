@@ -366,6 +366,13 @@ def score(maps: Mapping[str, LocalizationMaps], gt: np.ndarray, at: float = 0.3,
                                    seed=seed) for name, m in maps.items()}
 
 
+def cutoff_columns(r: EvalResult, cutoff: float) -> dict[str, float]:
+    """``cIoU@cutoff`` with its bootstrap CI (same resamples, seed and level as ``r``), as the
+    columns ``cIoU@<cutoff>``, ``_lo``, ``_hi``: a second cut-off beside the one ``r`` was scored at."""
+    fr = metrics.bootstrap_ci(r.cious, metrics.CIoUAt(cutoff), n_boot=r.n_boot, seed=r.seed, level=r.level)
+    return {f"cIoU@{cutoff:g}": fr.estimate, f"cIoU@{cutoff:g}_lo": fr.lo, f"cIoU@{cutoff:g}_hi": fr.hi}
+
+
 def table1(results: Mapping[str, EvalResult], extra_cutoff: float | None = 0.5) -> pd.DataFrame:
     """Table 1: cIoU at the released code's cut-off (and at ``extra_cutoff``), AUC, 95% CIs and
     the paper's numbers beside ours."""
@@ -375,10 +382,7 @@ def table1(results: Mapping[str, EvalResult], extra_cutoff: float | None = 0.5) 
         row = {"method": name, "n": r.n, f"cIoU@{r.cutoff:g}": r.ciou,
                f"cIoU@{r.cutoff:g}_lo": r.ciou_lo, f"cIoU@{r.cutoff:g}_hi": r.ciou_hi}
         if extra_cutoff is not None:
-            fr = metrics.bootstrap_ci(r.cious, metrics.CIoUAt(extra_cutoff), n_boot=r.n_boot,
-                                      seed=r.seed, level=r.level)
-            row.update({f"cIoU@{extra_cutoff:g}": fr.estimate, f"cIoU@{extra_cutoff:g}_lo": fr.lo,
-                        f"cIoU@{extra_cutoff:g}_hi": fr.hi})
+            row.update(cutoff_columns(r, extra_cutoff))
         row.update({"AUC": r.auc, "AUC_lo": r.auc_lo, "AUC_hi": r.auc_hi,
                     "postprocess": r.postprocess, "paper_IoU": paper[0], "paper_AUC": paper[1]})
         rows.append(row)
@@ -502,5 +506,5 @@ def setup_from(**params) -> FlowGradSetup:
 
 
 __all__ = ["FlowGradSetup", "EvalArrays", "METHODS", "split_clips", "load_evaluation",
-           "load_training", "train_family", "method_maps", "method_stream", "subset", "score_stream", "score_chunked", "score", "table1", "paired_table",
+           "load_training", "train_family", "method_maps", "method_stream", "subset", "score_stream", "score_chunked", "score", "cutoff_columns", "table1", "paired_table",
            "sample_states", "pick_examples", "setup_from", "setup_for_profile", "train_rcgrad", "cached_rcgrad", "cached_family", "rcgrad_for_profile", "official_rcgrad_maps", "real_detector", "real_evaluation"]
