@@ -59,3 +59,25 @@ def test_every_parameter_line_is_understood_by_papermill(path: Path):
     assigned = {ln.split("=", 1)[0].strip() for ln in lines
                 if "=" in ln and not ln.lstrip().startswith("#") and ln[:1].isalpha()}
     assert assigned == set(papermill.inspect_notebook(str(path)))
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_colab_badge_and_install_cell(path: Path):
+    """A Colab badge opening this very notebook at the top, then a first code cell that installs
+    the project only when it runs in Colab (and does nothing anywhere else)."""
+    nb = json.loads(path.read_text())
+    top = "".join(nb["cells"][0]["source"])
+    assert "colab.research.google.com/github/" in top and f"notebooks/{path.name}" in top, \
+        f"{path.name}: the first cell needs an 'Open in Colab' badge for notebooks/{path.name}"
+    code = next(c for c in nb["cells"] if c["cell_type"] == "code")
+    src = "".join(code["source"])
+    assert 'if "google.colab" in sys.modules:' in src and "pip install" in src, \
+        f"{path.name}: the first code cell must install the project inside Colab only"
+    guarded = src.split('if "google.colab" in sys.modules:', 1)[1]
+    assert all(line.startswith((" ", "\t")) or not line.strip() for line in guarded.splitlines()[1:]), \
+        f"{path.name}: everything after the Colab check must be inside it"
+
+
+def test_readme_has_the_badges():
+    readme = (repo_root() / "README.md").read_text()
+    assert "mybinder.org/badge_logo.svg" in readme and "colab-badge.svg" in readme
