@@ -51,10 +51,10 @@ __all__ = ["AblationSetup", "TABLE4_ROWS", "setup_from", "load_training", "load_
            "vehicle_prior", "model_config", "train_model", "train_table4", "localizer_maps",
            "audio_sensitivity", "score", "score_stream", "with_postprocess", "table4_stream", "table4", "table5"]
 
-#: Table 4 rows: (flow, pretrained vision, frozen vision).
 #: Hear The Flow reports cIoU@0.5; the tables add it beside the notebook's cut-off.
 PAPER_CUTOFF = 0.5
 
+#: Table 4 rows: (flow, pretrained vision, frozen vision).
 TABLE4_ROWS: dict[str, tuple[bool, bool, bool]] = {
     "a": (False, False, False), "b": (False, True, False), "c": (False, True, True),
     "d": (True, False, False), "e": (True, True, False), "f": (True, True, True),

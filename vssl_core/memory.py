@@ -22,7 +22,6 @@ training.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import gc
 import sys
 import threading
@@ -80,10 +79,7 @@ def _malloc_trim() -> bool:
     the C library is not glibc (macOS, musl, Windows)."""
     if not sys.platform.startswith("linux"):
         return False
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return False
-    libc = ctypes.CDLL(name)
+    libc = ctypes.CDLL(None)                      # the symbols already loaded, libc's included
     if not hasattr(libc, "malloc_trim"):
         return False
     libc.malloc_trim(0)
