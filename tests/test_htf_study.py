@@ -72,7 +72,6 @@ def test_tables_carry_the_papers_numbers():
     assert list(t5["paper_cIoU@0.5"]) == [0.379, 0.393]
 
 
-
 def test_tables_add_the_papers_cutoff_beside_the_scored_one():
     """Scored at FlowGrad's 0.3, the tables still show cIoU@0.5 (the paper's metric), with a CI."""
     r = metrics.score_cious(np.array([0.6, 0.2, 0.7, 0.35]), at=0.3, n_boot=200)
