@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
                          / "urbansas-mini")
 
     from vssl_core.data.urbansas import UrbansasDataset
-    from vssl_core.flow import FlowParams, flow_for_pairs, start_method
+    from vssl_core.data.flow import FlowParams, flow_for_pairs, start_method
 
     ds = UrbansasDataset(root)
     pairs = ds.pairs(args.protocol)

@@ -15,7 +15,7 @@ import time
 import numpy as np
 import torch
 
-from vssl_core.localize import autograd_rcgrad_maps, rcgrad_maps
+from vssl_core.models.rcgrad_maps import autograd_rcgrad_maps, rcgrad_maps
 from vssl_core.models.rcgrad import ModelConfig, build_model
 
 

@@ -1,4 +1,4 @@
-"""Benchmark: vectorised cIoU / AUC / bootstrap of ``vssl_core.metrics`` against naive loops.
+"""Benchmark: vectorised cIoU / AUC / bootstrap of ``vssl_core.eval.metrics`` against naive loops.
 
 The baseline is the deliberately naive per-sample implementation of
 ``tests/fixtures/make_metrics_reference.py`` (one NumPy sort per map, Python loops for the
@@ -26,8 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-from vssl_core import metrics
-from vssl_core.bootstrap import bootstrap_ci, bootstrap_distribution, resample_indices
+from vssl_core.eval import metrics
+from vssl_core.eval.bootstrap import bootstrap_ci, bootstrap_distribution, resample_indices
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -38,3 +38,16 @@ def shared_data() -> Path:
 @pytest.fixture(scope="session")
 def urbansas_mini(shared_data: Path) -> Path:
     return shared_data / "urbansas-mini"
+
+
+def make_pairs(images, audio, flow=None, flow_field=None, gt=None, audio_sr: int = 16000):
+    """An :class:`~vssl_core.data.arrays.EvalArrays` from test arrays (the map functions' input)."""
+    import numpy as np
+
+    from vssl_core.data.arrays import EvalArrays
+
+    n = len(images)
+    if flow is None:
+        flow = np.zeros((n, 224, 224), np.float32)
+    return EvalArrays(np.asarray([f"c{i}" for i in range(n)]), np.arange(n, dtype=float), images, flow, audio,
+                      gt, [np.zeros((0, 4))] * n, flow_field, audio_sr)

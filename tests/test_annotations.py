@@ -9,7 +9,7 @@ import pytest
 
 from vssl_core.data import flickr, vggss
 from vssl_core.errors import DataError
-from vssl_core.metrics import gt_map_vggss
+from vssl_core.eval.metrics import gt_map_vggss
 
 FLICKR_FIXTURES = Path(__file__).parent / "fixtures" / "flickr"
 SENTINEL = -2.8823037615171176e16

@@ -6,8 +6,8 @@ import pandas as pd
 import pytest
 import torch
 
-from vssl_core import metrics
-from vssl_core.baselines import (Detection, Detector, OracleDetector, TorchvisionDetector, box_iou,
+from vssl_core.eval import metrics
+from vssl_core.models.baselines import (Detection, Detector, OracleDetector, TorchvisionDetector, box_iou,
                                  build_fasterrcnn, centred_box, class_filter, flow_only_map,
                                  temporal_filter, topline_boxes, topline_maps)
 from vssl_core.errors import DataError

@@ -1,11 +1,11 @@
-"""Tests of vssl_core.bias with hand-checkable boxes."""
+"""Tests of vssl_core.eval.box_stats with hand-checkable boxes."""
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from vssl_core import bias
+from vssl_core.eval import box_stats as bias
 from vssl_core.errors import DataError
 
 

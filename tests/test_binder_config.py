@@ -1,7 +1,7 @@
 """Binder's environment (binder/) installs what the notebooks import, at the pinned versions."""
 from __future__ import annotations
 
-from vssl_core.paths import repo_root
+from vssl_core.repro.paths import repo_root
 
 #: Needed by the test suite only, not by a Binder session.
 TEST_ONLY = {"pytest", "playwright"}

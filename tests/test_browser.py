@@ -5,7 +5,7 @@ A JupyterLab server (random free port, a token) serves a temporary folder holdin
 parameters without executing) and a temporary ``VSSL_DATA_DIR``. Headless Chromium
 (``/usr/bin/chromium``, Debian's package; Playwright never downloads a browser here) opens it,
 runs all cells, changes the method and the post-processing dropdowns, and checks that the
-heatmap image changes and that the score shown is the one :mod:`vssl_core.explorer` computes
+heatmap image changes and that the score shown is the one :mod:`vssl_core.viz.explorer` computes
 for the new state. A screenshot is saved to ``build/test-artifacts/`` (also on failure).
 
 Without ``/usr/bin/chromium`` the test is skipped with the reason, except under ``CI=true``,
@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pytest
 
-from vssl_core.paths import repo_root
+from vssl_core.repro.paths import repo_root
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -68,7 +68,7 @@ def _free_port() -> int:
 
 
 def _smoke_parameters(output_dir: Path) -> dict:
-    from vssl_core.profiles import load_profile, profile_path, resolve_parameters
+    from vssl_core.repro.profiles import load_profile, profile_path, resolve_parameters
 
     nbdir = repo_root() / "notebooks"
     params = resolve_parameters(nbdir / NOTEBOOK, load_profile(nbdir, "smoke"), "smoke",
@@ -143,8 +143,8 @@ def lab(tmp_path_factory, playwright_api):
 
 def _expected_ciou(data: Path, params: dict, method: str, postprocess: str) -> float:
     """The score the package computes for this state (the same cached evaluation pairs)."""
-    from vssl_core import explorer as ex
-    from vssl_core import explorer_methods as em
+    from vssl_core.viz import explorer as ex
+    from vssl_core.viz import explorer_methods as em
 
     old = os.environ.get("VSSL_DATA_DIR")
     os.environ["VSSL_DATA_DIR"] = str(data)

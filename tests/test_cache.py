@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vssl_core import cache
-from vssl_core.flow import FlowParams
+from vssl_core.repro import cache
+from vssl_core.data.flow import FlowParams
 
 
 @dataclass(frozen=True)
@@ -75,7 +75,7 @@ def eval_root(tmp_path_factory) -> Path:
 
 def test_eval_set_content_and_reuse(mini, eval_root, monkeypatch):
     from vssl_core.data import evalset
-    from vssl_core.metrics import gt_map_urbansas
+    from vssl_core.eval.metrics import gt_map_urbansas
 
     ds = evalset.load_eval_set(mini, cache_root=eval_root, progress=False)
     assert ds.num_rows == 102

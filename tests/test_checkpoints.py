@@ -7,7 +7,7 @@ import pytest
 import torch
 import torchvision
 
-from vssl_core.checkpoints import (load_checkpoint, load_imagenet_resnet18, load_model, load_official_rcgrad,
+from vssl_core.models.checkpoints import (load_checkpoint, load_imagenet_resnet18, load_model, load_official_rcgrad,
                                    save_checkpoint, save_model)
 from vssl_core.errors import DataError
 from vssl_core.models.rcgrad import ModelConfig, RCGrad
@@ -118,7 +118,7 @@ def test_released_rcgrad_path_of_the_flowgrad_notebook(tmp_path, official_state,
     gives RCGrad and FlowGrad-H maps for every real FlowGrad pair, at 224 px."""
     import numpy as np
 
-    from vssl_core import flowgrad_study as fs
+    from vssl_core.studies import flowgrad as fs
     from vssl_core.data.urbansas import UrbansasDataset
 
     path = tmp_path / "rc_grad.pt"

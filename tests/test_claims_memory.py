@@ -8,9 +8,9 @@ import sys
 import numpy as np
 import pytest
 
-from vssl_core import metrics
-from vssl_core.claims import Claim, check_claims, verdict
-from vssl_core.memory import PeakMemory
+from vssl_core.eval import metrics
+from vssl_core.eval.claims import Claim, check_claims, verdict
+from vssl_core.repro.memory import PeakMemory
 
 
 def _result(cious: np.ndarray) -> metrics.EvalResult:
@@ -64,7 +64,7 @@ def test_peak_memory_sees_a_child_process():
 _FRAGMENTED_HEAP = r"""
 import sys
 import numpy as np
-from vssl_core.memory import release_unused
+from vssl_core.repro.memory import release_unused
 
 def anon_mib():
     for line in open("/proc/self/smaps_rollup"):

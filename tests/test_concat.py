@@ -5,11 +5,11 @@ import cv2
 import numpy as np
 import pytest
 
-from vssl_core.concat import (
+from vssl_core.data.concat import (
     concat_and_localize, concat_boxes, concat_dataset, concat_gt_maps, pair_indices,
 )
 from vssl_core.errors import DataError
-from vssl_core.metrics import gt_map_urbansas
+from vssl_core.eval.metrics import gt_map_urbansas
 
 COLOURS = np.array([[255, 0, 0], [0, 255, 0], [0, 0, 255], [200, 200, 0]], dtype=np.uint8)
 # hand-built boxes (1280x720 units); expected full-size columns/rows on the 224 grid in comments

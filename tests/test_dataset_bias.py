@@ -5,7 +5,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from vssl_core import bias, dataset_bias as db
+from vssl_core.eval import box_stats as bias
+
+from vssl_core.studies import how_to_listen as db
 
 
 def _source(gts: np.ndarray, at: float = 0.5) -> db.BoxSource:

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vssl_core import metrics
+from vssl_core.eval import metrics
 from vssl_core.cli import evaluate as cli
 
 G = metrics.GRID

@@ -1,4 +1,4 @@
-"""The explorer's state, methods and drawing (vssl_core.explorer, .explorer_methods,
+"""The explorer's state, methods and drawing (vssl_core.viz.explorer, .explorer_methods,
 .explorer_view), no widgets.
 
 Hand-checkable cases on a tiny evaluation set built here: a map equal to the GT scores 1, the
@@ -15,13 +15,13 @@ import matplotlib
 import numpy as np
 import pytest
 
-from vssl_core import explorer as ex
-from vssl_core import explorer_methods as em
-from vssl_core import explorer_view as exv
-from vssl_core.flowgrad_study import EvalArrays
-from vssl_core.localize import LocalizationMaps
-from vssl_core.metrics import GRID, gt_map_urbansas
-from vssl_core.paths import repo_root
+from vssl_core.viz import explorer as ex
+from vssl_core.viz import explorer_methods as em
+from vssl_core.viz import explorer_view as exv
+from vssl_core.data.arrays import EvalArrays
+from vssl_core.eval.maps import LocalizationMaps
+from vssl_core.eval.metrics import GRID, gt_map_urbansas
+from vssl_core.repro.paths import repo_root
 
 matplotlib.use("Agg")
 
@@ -54,7 +54,7 @@ class Recorder:
     def build(self) -> ex.MapFunction:
         self.builds += 1
 
-        def fn(b: ex.MapInputs) -> LocalizationMaps:
+        def fn(b: EvalArrays) -> LocalizationMaps:
             self.seen.append(b.audio.copy())
             level = np.abs(b.audio).max(axis=(1, 2)).astype(np.float32)
             maps = np.broadcast_to(level[:, None, None], (len(level), GRID, GRID)).copy()
@@ -212,23 +212,21 @@ def test_draw_marks_swapped_sound(explorer):
     assert tuple(rgba[0, 1, :3]) == pytest.approx(exv.MASK_COLOURS["fn"])
 
 
-def test_htf_provider_uses_table4_rows_and_the_cached_flow_fields():
-    """LVS / HTF wiring with a stand-in for vssl_core.htf_study (no training here)."""
-    from types import SimpleNamespace
+def test_htf_provider_uses_table4_rows_and_the_cached_flow_fields(monkeypatch):
+    """LVS / HTF wiring with the study's training and the model's maps stubbed (no training here)."""
+    from vssl_core.models import lvs_maps
+    from vssl_core.studies import hear_the_flow
 
     calls = []
     ev = _eval_set()
     field = {em._time_key(c, t): np.full((4, 4, 2), i, np.float32)
              for i, (c, t) in enumerate(zip(ev.clips, ev.times))}
-    fake = SimpleNamespace(
-        TABLE4_ROWS={"b": (False, True, False), "f": (True, True, True)},
-        model_config=lambda setup, **kw: kw,
-        train_model=lambda cfg, setup, arrays, key, progress: cfg,
-        localizer_maps=lambda model, images, audio, flow_field: (
-            calls.append((model, flow_field)) or
-            LocalizationMaps(np.zeros((len(images), GRID, GRID), np.float32), "median", "x")))
-    ctx = ex.Lazy(lambda: {"module": fake, "setup": None, "arrays": None, "key": "k", "prior": "p",
-                           "flow_fields": field})
+    monkeypatch.setattr(hear_the_flow, "model_config", lambda setup, **kw: kw)
+    monkeypatch.setattr(hear_the_flow, "train_model", lambda cfg, setup, arrays, key, progress: cfg)
+    monkeypatch.setattr(lvs_maps, "maps", lambda model, b: (
+        calls.append((model, b.flow_field)) or
+        LocalizationMaps(np.zeros((len(b), GRID, GRID), np.float32), "median", "x")))
+    ctx = ex.Lazy(lambda: {"setup": None, "arrays": None, "key": "k", "prior": "p", "flow_fields": field})
     e = ex.Explorer(ev, {m: ex.LazyMethod(m, em._htf_method(m, ctx, False), uses_audio=True,
                                           needs_model=True) for m in ("LVS", "HTF")}, audio_sr=SR)
     assert e.view("HTF", 2).postprocess == "median"
@@ -242,23 +240,23 @@ def test_htf_provider_uses_table4_rows_and_the_cached_flow_fields():
         e.view("HTF", 1)
 
 
-def test_oya_provider_picks_potential_or_localisation_map():
-    """Oya wiring with a stand-in for vssl_core.oya_study (no training here)."""
-    from types import SimpleNamespace
+def test_oya_provider_picks_potential_or_localisation_map(monkeypatch):
+    """Oya wiring with the model's maps stubbed (no training here)."""
+    from vssl_core.models import oya_maps
 
     seen = []
 
-    def maps(model, images, audio, audio_sr):
-        seen.append(audio_sr)
-        n = len(images)
-        return {"L": LocalizationMaps(np.ones((n, GRID, GRID), np.float32), "clean", "oya_loc"),
-                "P": LocalizationMaps(np.zeros((n, GRID, GRID), np.float32), "clean", "oya_pot")}
+    def both(model, b):
+        seen.append(b.audio_sr)
+        n = len(b)
+        return (LocalizationMaps(np.ones((n, GRID, GRID), np.float32), "clean", "oya_loc"),
+                LocalizationMaps(np.zeros((n, GRID, GRID), np.float32), "clean", "oya_pot"))
 
-    ctx = ex.Lazy(lambda: {"module": SimpleNamespace(LOC="L", POT="P", oya_method_maps=maps),
-                           "model": None})
-    e = ex.Explorer(_eval_set(), {"loc": ex.LazyMethod("loc", em._oya_method(False, ctx, SR), uses_audio=True,
+    monkeypatch.setattr(oya_maps, "both_maps", both)
+    model = ex.Lazy(lambda: None)
+    e = ex.Explorer(_eval_set(), {"loc": ex.LazyMethod("loc", em._oya_method(False, model), uses_audio=True,
                                                        needs_model=True),
-                                  "pot": ex.LazyMethod("pot", em._oya_method(True, ctx, SR), uses_audio=False,
+                                  "pot": ex.LazyMethod("pot", em._oya_method(True, model), uses_audio=False,
                                                        needs_model=True)}, audio_sr=SR)
     assert e.view("loc", 0).raw_map.min() == 1.0 and e.view("pot", 0).raw_map.max() == 0.0
     assert seen == [SR, SR] and e.view("pot", 0).postprocess == "clean"

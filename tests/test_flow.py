@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
-from vssl_core import flow as F
+from vssl_core.data import flow as F
 from vssl_core.data.urbansas import AUDIO_COLUMNS, VIDEO_COLUMNS, UrbansasDataset
 
 

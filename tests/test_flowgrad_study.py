@@ -5,9 +5,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from vssl_core import flowgrad_study as fs
-from vssl_core import metrics
-from vssl_core.localize import LocalizationMaps
+from vssl_core.studies import flowgrad as fs
+from vssl_core.eval import metrics
+from vssl_core.data.arrays import EvalArrays, split_clips
+from vssl_core.eval.maps import LocalizationMaps
 
 
 class _Clips:
@@ -15,16 +16,16 @@ class _Clips:
 
 
 def test_split_holds_out_the_last_clips():
-    train, test = fs.split_clips(_Clips(), 2)
+    train, test = split_clips(_Clips(), 2)
     assert train == ["c0", "c1", "c2"] and test == ["c3", "c4"]
     with pytest.raises(ValueError):
-        fs.split_clips(_Clips(), 5)
+        split_clips(_Clips(), 5)
 
 
 def test_setup_from_rejects_unknown_names():
-    assert fs.setup_from(epochs=2).epochs == 2
+    assert fs.FlowGradSetup.from_params(epochs=2).epochs == 2
     with pytest.raises(ValueError, match="epoch"):
-        fs.setup_from(epoch=2)
+        fs.FlowGradSetup.from_params(epoch=2)
 
 
 def _results(**cious):
@@ -66,7 +67,7 @@ def test_sample_states_counts_visible_objects():
         "filename": ["a", "a", "a", "b"], "time": [1.0, 1.0, 1.0, 1.0],
         "state": ["parked", "parked", "idling", "parked"],
         "visible_fraction": [1.0, 0.2, 0.9, 1.0]})
-    ev = fs.EvalArrays(np.array(["a", "b"]), np.array([1.0, 1.5]), *(None,) * 4, [])
+    ev = EvalArrays(np.array(["a", "b"]), np.array([1.0, 1.5]), *(None,) * 4, [])
     s = fs.sample_states(objects, ev)
     assert s["parked"].tolist() == [1, 0] and s["idling"].tolist() == [1, 0]
 
@@ -75,7 +76,7 @@ def test_method_maps_without_models_has_the_baselines():
     n = 3
     flow = np.zeros((n, 224, 224), np.float32)
     flow[:, :10, :10] = 2.0
-    ev = fs.EvalArrays(np.array(["a"] * n), np.zeros(n), np.zeros((n, 32, 32, 3), np.uint8), flow,
+    ev = EvalArrays(np.array(["a"] * n), np.zeros(n), np.zeros((n, 32, 32, 3), np.uint8), flow,
                        np.zeros((n, 1, 16000), np.float32), np.zeros((n, 224, 224), np.float32), [])
     maps = fs.method_maps({}, ev)
     assert list(maps) == ["Optical flow only", "Centred box"]

@@ -6,11 +6,18 @@ import pandas as pd
 import pytest
 import torch
 
-from vssl_core import htf_study as hs, metrics, motion_sweeps as ms
-from vssl_core.localize import LocalizationMaps
+from vssl_core.studies import hear_the_flow as hs
+
+from vssl_core.eval import metrics
+
+from vssl_core.studies import flowgrad_motion as ms
+from vssl_core.eval.maps import LocalizationMaps
+from vssl_core.models import lvs_maps
 from vssl_core.models.htf import HTF
 
-SETUP = hs.AblationSetup(image_size=32, width=1 / 16, layer4_stride=1)
+from conftest import make_pairs
+
+SETUP = hs.HearTheFlowSetup(image_size=32, width=1 / 16, layer4_stride=1)
 
 
 def test_model_config_rows():
@@ -25,8 +32,8 @@ def test_model_config_rows():
         hs.model_config(SETUP, flow=True, pretrained=True, frozen=False)
     with pytest.raises(ValueError, match="freezing"):
         hs.model_config(SETUP, flow=True, pretrained=False, frozen=True, prior="p.pt")
-    with pytest.raises(ValueError, match="not AblationSetup fields"):
-        hs.setup_from(epochz=3)
+    with pytest.raises(ValueError, match="not HearTheFlowSetup fields"):
+        hs.HearTheFlowSetup.from_params(epochz=3)
 
 
 def _batch(n=4, s=32):
@@ -41,26 +48,29 @@ def test_localizer_maps_shapes_and_checks():
     torch.manual_seed(0)
     images, audio, field = _batch()
     model = HTF(hs.model_config(SETUP, flow=True, pretrained=False, frozen=False)).eval()
-    out = hs.localizer_maps(model, images, audio, field, chunk_size=3)
+    out = lvs_maps.localizer_maps(model, images, audio, field, chunk_size=3)
+    same = lvs_maps.maps(model, make_pairs(images, audio, flow_field=field))
+    np.testing.assert_allclose(same.maps, out.maps, atol=1e-6)
     assert isinstance(out, LocalizationMaps) and out.maps.shape == (4, 224, 224)
     assert out.postprocess == "median" and out.method == "htf"
     assert out.maps.min() >= 0 and out.maps.max() <= 1
     with pytest.raises(ValueError, match="flow_field"):
-        hs.localizer_maps(model, images, audio, None)
+        lvs_maps.localizer_maps(model, images, audio, None)
     with pytest.raises(ValueError, match="eval mode"):
-        hs.localizer_maps(model.train(), images, audio, field)
+        lvs_maps.localizer_maps(model.train(), images, audio, field)
 
 
 def test_audio_sensitivity_is_zero_when_the_audio_is_ignored():
     torch.manual_seed(0)
     images, audio, _ = _batch()
     model = HTF(hs.model_config(SETUP, flow=False, pretrained=False, frozen=False)).eval()
-    assert hs.audio_sensitivity(model, images, audio) > 1e-4           # random weights: audio matters a bit
+    ev = make_pairs(images, audio)
+    assert hs.audio_sensitivity(model, ev) > 1e-4           # random weights: audio matters a bit
     fixed = model.encode_audio(torch.zeros(1, 1, 257, 66)).detach()
     model.encode_audio = lambda spec: fixed.expand(len(spec), -1)       # every clip sounds the same
-    assert hs.audio_sensitivity(model, images, audio) == pytest.approx(0.0, abs=1e-6)
+    assert hs.audio_sensitivity(model, ev) == pytest.approx(0.0, abs=1e-6)
     with pytest.raises(ValueError):
-        hs.audio_sensitivity(model, images[:1], audio[:1])
+        hs.audio_sensitivity(model, ev.subset([0]))
 
 
 def test_tables_carry_the_papers_numbers():

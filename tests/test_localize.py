@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 import torch
 
-from vssl_core import metrics
-from vssl_core.localize import (GRID, EmbeddingDot, GradCAM, LocalizationMaps, autograd_rcgrad_maps,
-                                cam_closed_form, clean, flow_maps, flowgrad_h, localize,
-                                localize_flowgrad_h, rcgrad_maps, to_grid)
+from vssl_core.eval import metrics
+from vssl_core.eval.maps import GRID, LocalizationMaps, clean, to_grid
+from vssl_core.models.rcgrad_maps import (EmbeddingDot, GradCAM, autograd_rcgrad_maps, cam_closed_form, flow_maps,
+                                          flowgrad_h, localize, localize_flowgrad_h, rcgrad_maps)
 from vssl_core.models.rcgrad import ModelConfig, build_model, prepare_images
 
 SMALL = dict(width=0.25, image_size=64, audio_sr=8000)
@@ -29,7 +29,7 @@ def _minmax(m):
 
 
 def _reference_clean(maps):
-    """REFERENCE 1 by hand: min-max, value at index 25088 of the sorted map, strictly below -> 0."""
+    """The clean rule by hand (docs/conventions.md): min-max, value at index 25088 of the sorted map, strictly below -> 0."""
     out = []
     for m in maps:
         lo, hi = m.min(), m.max()

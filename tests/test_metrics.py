@@ -1,4 +1,4 @@
-"""Tests of vssl_core.metrics and vssl_core.bootstrap.
+"""Tests of vssl_core.eval.metrics and vssl_core.eval.bootstrap.
 
 Hand-computed cases first, then a stored reference made by an independent naive implementation.
 """
@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vssl_core import metrics as M
-from vssl_core.bootstrap import bootstrap_ci, bootstrap_distribution, paired_bootstrap
+from vssl_core.eval import metrics as M
+from vssl_core.eval.bootstrap import bootstrap_ci, bootstrap_distribution, paired_bootstrap
 from vssl_core.errors import DataError
 
 FIXTURES = Path(__file__).parent / "fixtures"

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 import torchvision
 
-from vssl_core.audio import log_spectrogram, lvs_spectrogram
+from vssl_core.models.audio import log_spectrogram, lvs_spectrogram
 from vssl_core.models.encoders import channel_widths, resnet18_encoder
 from vssl_core.models.rcgrad import (CLIP_MEAN, CLIP_STD, FlowGradEN, FlowGradIC, ModelConfig, RCGrad,
                                      build_model, clip_loss, expand_to_flow_channel, flow_encoder_state,

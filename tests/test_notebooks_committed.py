@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from vssl_core.paths import repo_root
-from vssl_core.profiles import available_profiles, load_profile, profile_path, resolve_parameters
+from vssl_core.repro.paths import repo_root
+from vssl_core.repro.profiles import available_profiles, load_profile, profile_path, resolve_parameters
 
 NOTEBOOKS = sorted((repo_root() / "notebooks").glob("*.ipynb"))
 

@@ -10,8 +10,8 @@ import json
 
 import pytest
 
-from vssl_core.paths import repo_root
-from vssl_core.regenerate import regenerate
+from vssl_core.repro.paths import repo_root
+from vssl_core.repro.regenerate import regenerate
 
 
 @pytest.mark.slow

@@ -1,4 +1,4 @@
-"""Deterministic figure and table files (vssl_core.outputs)."""
+"""Deterministic figure and table files (vssl_core.repro.outputs)."""
 from __future__ import annotations
 
 import matplotlib
@@ -8,7 +8,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from vssl_core import outputs  # noqa: E402
+from vssl_core.repro import outputs
 
 
 def _figure() -> plt.Figure:

@@ -8,9 +8,10 @@ import pytest
 import torch
 
 from vssl_core.models.oya import (
-    OyaConfig, OyaNet, cosine, load_vgg11_features, oya_maps, potential_map, selection,
+    OyaConfig, OyaNet, cosine, load_vgg11_features, potential_map, selection,
     similarity_loss,
 )
+from vssl_core.models.oya_maps import oya_maps
 
 TINY = OyaConfig(width=1 / 16, image_blocks=2, audio_blocks=2, embed_dim=8, image_size=32,
                  audio_sr=16000, n_fft=62, hop=31)

@@ -6,12 +6,18 @@ import numpy as np
 import pytest
 import torch
 
-from vssl_core import metrics
-from vssl_core import oya_study as oy
-from vssl_core.flowgrad_study import EvalArrays, FlowGradSetup
-from vssl_core.localize import LocalizationMaps
-from vssl_core.metrics import GRID
-from vssl_core.train_localizer import LocalizerArrays
+from vssl_core.eval import metrics
+from vssl_core.studies import do_we_need_sound as oy
+from vssl_core.data.arrays import EvalArrays
+from vssl_core.eval.maps import LocalizationMaps
+from vssl_core.eval.metrics import GRID
+from vssl_core.eval.scoring import score
+from vssl_core.models.audio import resample_audio
+from vssl_core.models.baselines import random_maps
+from vssl_core.training.localizer import LocalizerArrays
+from vssl_core.training.rcgrad_family import RCGradFamilySetup as FlowGradSetup
+
+from conftest import make_pairs
 
 TINY = dict(train_sizes=(6, 8), image_size=16, image_blocks=2, audio_blocks=2, width=1 / 16,
             embed_dim=8, audio_sr=8000, n_fft=62, hop=31, epochs=1, batch_size=4)
@@ -32,33 +38,33 @@ def _results(**cious):
 
 # -- setup ---------------------------------------------------------------------------------------
 def test_setup_from_checks_names_and_turns_lists_into_tuples():
-    s = oy.setup_from(train_sizes=[10, 20], epochs=2)
+    s = oy.OyaSetup.from_params(train_sizes=[10, 20], epochs=2)
     assert s.train_sizes == (10, 20) and s.default_size == 20 and s.epochs == 2
     assert s.model_config.negatives == s.negatives and s.train_config.epochs == 2
     assert s.model_config.map_size == s.image_size // 2 ** s.image_blocks
     with pytest.raises(ValueError, match="epoch"):
-        oy.setup_from(epoch=2)
+        oy.OyaSetup.from_params(epoch=2)
     with pytest.raises(ValueError):
-        oy.setup_from(train_sizes=[20, 10])   # must be ascending
+        oy.OyaSetup.from_params(train_sizes=[20, 10])   # must be ascending
     with pytest.raises(ValueError):
-        oy.setup_from(negatives="some")        # OyaConfig validates
+        oy.OyaSetup.from_params(negatives="some")        # OyaConfig validates
 
 
 def test_data_setup_shares_the_rcgrad_windows_and_split():
-    s = oy.setup_from(train_sizes=[100, 400], eval_clips=7, seed=3)
+    s = oy.OyaSetup.from_params(train_sizes=[100, 400], eval_clips=7, seed=3)
     base = FlowGradSetup(image_size=96, audio_sr=22050)
     d = oy.data_setup(s, base)
     assert (d.train_windows, d.eval_clips, d.seed) == (base.train_windows, 7, 3)
     assert (d.image_size, d.audio_sr) == (96, 22050)
-    assert oy.data_setup(oy.setup_from(train_sizes=[10**5]), base).train_windows == 10**5
+    assert oy.data_setup(oy.OyaSetup.from_params(train_sizes=[10**5]), base).train_windows == 10**5
 
 
 def test_rcgrad_setup_reads_notebook_02_in_the_same_profile():
-    s = oy.setup_from(eval_clips=5, num_threads=1)
+    s = oy.OyaSetup.from_params(eval_clips=5, num_threads=1)
     rc = oy.rcgrad_setup("smoke", s)
     import tomllib
 
-    from vssl_core.paths import repo_root
+    from vssl_core.repro.paths import repo_root
     table = tomllib.loads((repo_root() / "notebooks/profiles/smoke.toml").read_text())["02_flowgrad"]
     assert rc.image_size == table["image_size"] and rc.train_windows == table["train_windows"]
     assert rc.eval_clips == 5 and rc.num_threads == 1
@@ -68,17 +74,17 @@ def test_rcgrad_setup_reads_notebook_02_in_the_same_profile():
 def test_resample_audio_keeps_a_tone_and_the_duration():
     t = np.arange(16000) / 16000
     x = np.sin(2 * np.pi * 1000 * t).astype(np.float32)[None, None]   # (1, 1, 16000)
-    assert oy.resample_audio(x, 16000, 16000) is x
-    y = oy.resample_audio(x, 16000, 8000)
+    assert resample_audio(x, 16000, 16000) is x
+    y = resample_audio(x, 16000, 8000)
     assert y.shape == (1, 1, 8000) and y.dtype == np.float32
     spec = np.abs(np.fft.rfft(y[0, 0]))
     assert np.argmax(spec) == 1000                 # 1 Hz per bin at 8000 samples / 8 kHz
-    assert oy.resample_audio(x, 16000, 22050).shape[-1] == 22050
+    assert resample_audio(x, 16000, 22050).shape[-1] == 22050
 
 
 # -- maps and side accuracy ----------------------------------------------------------------------
 def test_random_maps_are_seeded_and_on_the_grid():
-    a, b, c = oy.random_maps(3, 4, seed=1), oy.random_maps(3, 4, seed=1), oy.random_maps(3, 4, 2)
+    a, b, c = random_maps(3, 4, seed=1), random_maps(3, 4, seed=1), random_maps(3, 4, 2)
     assert a.maps.shape == (3, GRID, GRID) and a.postprocess == "clean"
     assert np.array_equal(a.maps, b.maps) and not np.array_equal(a.maps, c.maps)
 
@@ -106,7 +112,7 @@ def test_a_sound_blind_map_scores_one_half_on_a_concat_set():
     rng = np.random.default_rng(0)
     n = 5
     ev = _eval_arrays(n, rng)
-    cs = oy.concat_set(ev, oy.setup_from(seed=0))
+    cs = oy.concat_set(ev, oy.OyaSetup.from_params(seed=0))
     per_pair = rng.random((len(cs) // 2, 4, 4)).astype(np.float32)
     blind = np.repeat(per_pair, 2, axis=0)                  # identical for both rows of a pair
     acc = oy.side_accuracy(LocalizationMaps(metrics.resize_to_grid(blind), "clean", "x"), cs.side)
@@ -126,7 +132,7 @@ def _eval_arrays(n: int, rng: np.random.Generator) -> EvalArrays:
 
 def test_concat_set_puts_each_source_in_its_half():
     ev = _eval_arrays(4, np.random.default_rng(1))
-    cs = oy.concat_set(ev, oy.setup_from(seed=0))
+    cs = oy.concat_set(ev, oy.OyaSetup.from_params(seed=0))
     assert len(cs) == 8 and cs.images.shape == (8, 16, 16, 3) and cs.flows.shape == (8, GRID, GRID)
     for k in range(len(cs)):
         half = slice(0, GRID // 2) if cs.side[k] == "left" else slice(GRID // 2, GRID)
@@ -187,7 +193,7 @@ def test_protocol_table_joins_methods_present_in_both():
 def test_train_oya_caches_and_maps_ignore_sound_for_the_potential(tmp_path, monkeypatch):
     monkeypatch.setenv("VSSL_DATA_DIR", str(tmp_path))
     rng = np.random.default_rng(0)
-    setup = oy.setup_from(**TINY)
+    setup = oy.OyaSetup.from_params(**TINY)
     arrays = LocalizerArrays(rng.integers(0, 256, (8, 16, 16, 3), dtype=np.uint8),
                              rng.uniform(-1, 1, (8, 1, 1600)).astype(np.float32))
     m1 = oy.train_oya(setup, arrays, "tiny", size=6, progress=False)
@@ -203,8 +209,8 @@ def test_train_oya_caches_and_maps_ignore_sound_for_the_potential(tmp_path, monk
         oy.train_oya(setup, arrays, "tiny", size=9, progress=False)
     images = rng.integers(0, 256, (3, 16, 16, 3), dtype=np.uint8)
     audio = rng.uniform(-1, 1, (3, 1, 3200)).astype(np.float32)       # 16 kHz, resampled
-    a = oy.oya_method_maps(m1, images, audio, 16000, " x")
-    b = oy.oya_method_maps(m1, images, audio[::-1].copy(), 16000, " x")
+    a = oy.oya_method_maps(m1, make_pairs(images, audio), " x")
+    b = oy.oya_method_maps(m1, make_pairs(images, audio[::-1].copy()), " x")
     assert set(a) == {oy.LOC + " x", oy.POT + " x"}
     assert a[oy.POT + " x"].maps.shape == (3, GRID, GRID)
     assert np.array_equal(a[oy.POT + " x"].maps, b[oy.POT + " x"].maps)
@@ -221,15 +227,13 @@ def test_pick_examples_takes_one_sample_per_clip():
 
 def test_score_stream_equals_scoring_all_maps_at_once():
     """Streaming scores (drop each map after use) give the same results as scoring a dict."""
-    from vssl_core.localize import LocalizationMaps
-
     rng = np.random.default_rng(0)
     gt = np.zeros((6, 224, 224), np.float32)
     gt[:, 50:120, 30:100] = 1
     maps = {f"m{k}": LocalizationMaps(rng.random((6, 224, 224), dtype=np.float32), "clean", "x") for k in range(3)}
     side = np.array(["left", "right"] * 3)
     res, sides, kept = oy.score_stream(iter(maps.items()), gt, at=0.3, n_boot=20, side=side, keep=["m1"])
-    ref = oy.score(maps, gt, at=0.3, n_boot=20)
+    ref = score(maps, gt, at=0.3, n_boot=20)
     assert list(res) == list(maps) and list(kept) == ["m1"] and kept["m1"] is maps["m1"]
     for k in maps:
         np.testing.assert_array_equal(res[k].cious, ref[k].cious)
@@ -244,9 +248,9 @@ def test_score_methods_in_chunks_equals_scoring_everything_at_once():
     from vssl_core.models.rcgrad import ModelConfig, RCGrad
 
     torch.manual_seed(0)
-    setup = oy.setup_from(**{**TINY, "image_size": 32})
+    setup = oy.OyaSetup.from_params(**{**TINY, "image_size": 32})
     oya = OyaNet(setup.model_config).eval()
-    rcgrad = RCGrad(ModelConfig(width=0.125, image_size=32)).eval()
+    rcgrad = RCGrad(ModelConfig(width=0.125, image_size=32, audio_sr=8000)).eval()
     rng = np.random.default_rng(1)
     n = 11
     images = rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)
@@ -256,10 +260,11 @@ def test_score_methods_in_chunks_equals_scoring_everything_at_once():
     gt[:, 40:150, 20:120] = 1
     side = np.array(["left", "right"] * 5 + ["left"])
     map_size = setup.model_config.map_size
+    ev = make_pairs(images, audio, flow=flow, gt=gt, audio_sr=8000)
     ref, ref_side, _ = oy.score_stream(
-        oy.method_stream({" a": oya}, rcgrad, images, audio, flow, 8000, map_size, seed=0),
+        oy.method_stream({" a": oya}, rcgrad, ev, map_size, seed=0),
         gt, at=0.3, n_boot=50, seed=0, side=side)
-    res, sides, kept = oy.score_methods({" a": oya}, rcgrad, images, audio, flow, gt, 8000, map_size,
+    res, sides, kept = oy.score_methods({" a": oya}, rcgrad, ev, map_size,
                                         at=0.3, n_boot=50, seed=0, side=side, chunk=4,
                                         keep=["RCGrad", oy.RANDOM], keep_rows=[9, 2])
     assert list(res) == list(ref)
@@ -267,8 +272,8 @@ def test_score_methods_in_chunks_equals_scoring_everything_at_once():
         np.testing.assert_allclose(res[k].cious, ref[k].cious, atol=1e-6, err_msg=k)
         assert (res[k].ciou, res[k].postprocess) == (ref[k].ciou, ref[k].postprocess)
         np.testing.assert_array_equal(sides[k], ref_side[k])
-    floor = oy.random_maps(n, map_size, seed=0).maps
+    floor = random_maps(n, map_size, seed=0).maps
     np.testing.assert_array_equal(kept[oy.RANDOM].maps, floor[[9, 2]])
     assert kept["RCGrad"].maps.shape == (2, GRID, GRID) and kept["RCGrad"].postprocess == "clean"
     with pytest.raises(ValueError):
-        oy.score_methods({}, None, images, audio, flow, gt, 8000, map_size, chunk=0)
+        oy.score_methods({}, None, ev, map_size, chunk=0)

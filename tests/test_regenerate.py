@@ -12,13 +12,13 @@ import nbformat
 import pytest
 
 from vssl_core.errors import DataError
-from vssl_core.regenerate import NotebookFailed, regenerate
+from vssl_core.repro.regenerate import NotebookFailed, regenerate
 
 PARAMS = "profile = 'quick'\noutput_dir = 'out'\nvalue = 1\n"
 BODY = """
 import matplotlib.pyplot as plt
 import pandas as pd
-from vssl_core import outputs
+from vssl_core.repro import outputs
 fig, ax = plt.subplots()
 ax.plot([0, 1], [0, value])
 outputs.save_figure(fig, 'line', output_dir)

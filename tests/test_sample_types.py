@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from vssl_core.errors import DataError
-from vssl_core.sample_types import evaluate_by_type, method_gap_by_type, sample_types
+from vssl_core.eval.sample_types import evaluate_by_type, method_gap_by_type, sample_types
 
 COLUMNS = ["filename", "time", "frame_id", "track_id", "label", "state", "x", "y", "w", "h",
            "sounding", "visible_fraction", "depth", "speed_px_per_s"]

@@ -4,10 +4,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from vssl_core import tour
+from vssl_core.viz import tour
 from vssl_core.data import sources
 from vssl_core.errors import DataError
-from vssl_core.paths import resolve_optional, shared_data_dir
+from vssl_core.repro.paths import resolve_optional, shared_data_dir
 
 
 def test_unset_paths_mean_skip(monkeypatch):

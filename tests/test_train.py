@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 import torch
 
-from vssl_core import metrics
-from vssl_core.checkpoints import load_checkpoint
-from vssl_core.localize import localize
+from vssl_core.eval import metrics
+from vssl_core.models.checkpoints import load_checkpoint
+from vssl_core.models.rcgrad_maps import localize
 from vssl_core.models.rcgrad import ModelConfig, RCGrad
-from vssl_core.train import TrainArrays, TrainConfig, cached_train, train
+from vssl_core.training.contrastive import TrainArrays, TrainConfig, cached_train, train
 
 SIZE = 32
 
@@ -141,7 +141,7 @@ def test_model_fingerprint_handles_scalars_and_changes_with_weights():
     import torch
 
     from vssl_core.models.rcgrad import ModelConfig, build_model
-    from vssl_core.train import model_fingerprint
+    from vssl_core.training.contrastive import model_fingerprint
 
     model = build_model(ModelConfig(kind="rcgrad", width=0.125, image_size=32))
     assert model.logit_scale.dim() == 0  # the scalar that once broke the byte view
@@ -154,7 +154,7 @@ def test_model_fingerprint_handles_scalars_and_changes_with_weights():
 
 def test_cached_model_finds_only_what_cached_train_stored(tmp_path):
     """cached_model returns None before training and the stored weights after, without arrays."""
-    from vssl_core.train import cached_model
+    from vssl_core.training.contrastive import cached_model
 
     cfg = TrainConfig(model=ModelConfig(width=1 / 16, image_size=32, layer4_stride=2), epochs=1, batch_size=4)
     assert cached_model(cfg, "data-key", tmp_path) is None

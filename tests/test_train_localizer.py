@@ -5,12 +5,12 @@ import numpy as np
 import pytest
 import torch
 
-import vssl_core.train_localizer as tl
+import vssl_core.training.localizer as tl
 from vssl_core.errors import DataError
 from vssl_core.models.htf import HTF, HTFConfig
 from vssl_core.models.lvs import LVS, LVSConfig
 from vssl_core.models.oya import OyaConfig, OyaNet
-from vssl_core.train_localizer import (LocalizerArrays, LocalizerTrainConfig, cached_train_localizer,
+from vssl_core.training.localizer import (LocalizerArrays, LocalizerTrainConfig, cached_train_localizer,
                                        flip_horizontal, inputs, train_localizer)
 
 SIZE, N, SR = 64, 8, 11025

@@ -4,32 +4,25 @@ One import line serves every notebook::
 
     import vssl_core as vc
 
-Sub-modules hold one concept each: ``metrics`` (cIoU, AUC, bootstrap), ``flow`` (optical
-flow), ``data`` (Urbansas, VGG-SS, Flickr-SoundNet, synthetic scenes), ``models``,
-``plotting`` and ``outputs`` (deterministic figure and table files). They are imported
-lazily so that ``import vssl_core`` stays fast and light (no torch until a model is used).
+The layers, each a sub-package, from the bottom up (a layer uses only those below it):
+
+- ``data``: Urbansas (real and synthetic, one loader), VGG-SS and Flickr-SoundNet annotations,
+  optical flow, cached evaluation and training arrays, concat-and-localize;
+- ``eval``: metrics (cIoU, AUC), bootstrap intervals, scoring of maps, claims, sample types,
+  box statistics;
+- ``models``: each model family with its map function and weight loading, and the baselines;
+- ``training``: the training loop, its objectives, and the cache of trained models;
+- ``studies``: one module per paper, all of the same shape (they never import each other);
+- ``viz``: plots, the data tour and the interactive explorer;
+- ``repro``: paths, caches, atomic writes, memory, profiles, output files, regeneration.
+
+Sub-packages and their modules are imported lazily (``vc.eval.metrics`` imports on first use), so
+``import vssl_core`` stays fast and light (no torch until a model is used).
 """
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from vssl_core._lazy import lazy_modules
 
 __version__ = "0.1.0"
 
-_SUBMODULES = {
-    "atomic", "audio", "bias", "cache", "data", "errors", "flow", "localize", "metrics",
-    "models", "outputs", "paths", "plotting", "profiles", "train", "baselines", "checkpoints",
-    "evaluation", "regenerate", "seeding", "bootstrap", "tour", "dataset_bias", "paper_numbers",
-    "concat", "sample_types", "flowgrad_study", "train_localizer", "htf_study", "motion_sweeps",
-    "claims", "memory", "oya_study", "plotting_oya", "explorer", "explorer_methods", "explorer_view",
-}
-
-
-def __getattr__(name: str) -> Any:
-    if name in _SUBMODULES:
-        return importlib.import_module(f"{__name__}.{name}")
-    raise AttributeError(f"module 'vssl_core' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | _SUBMODULES)
+__getattr__, __dir__ = lazy_modules(__name__, __path__)

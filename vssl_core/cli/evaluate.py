@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..atomic import write_text
-from ..errors import DataError, data_error
+from vssl_core.repro.atomic import write_text
+from vssl_core.errors import DataError, data_error
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -66,7 +66,7 @@ def _load(path: Path, field: str) -> np.ndarray:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from .. import metrics
+    from vssl_core.eval import metrics
 
     try:
         maps = _load(args.maps, "maps")

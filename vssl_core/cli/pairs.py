@@ -9,7 +9,7 @@ import argparse
 import json
 import sys
 
-from ..errors import DataError
+from vssl_core.errors import DataError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="clips with unreadable media: fail (default) or skip and list them")
     args = parser.parse_args(argv)
 
-    from ..data.urbansas import UrbansasDataset  # imported late: --help stays fast
+    from vssl_core.data.urbansas import UrbansasDataset  # imported late: --help stays fast
 
     try:
         ds = UrbansasDataset(args.root, on_error=args.on_error)

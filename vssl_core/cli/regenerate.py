@@ -6,8 +6,8 @@ import json
 import sys
 from typing import Any
 
-from ..errors import DataError
-from ..regenerate import NotebookFailed, regenerate
+from vssl_core.errors import DataError
+from vssl_core.repro.regenerate import NotebookFailed, regenerate
 
 
 def _parse_param(text: str) -> tuple[str, Any]:

@@ -5,7 +5,7 @@ import argparse
 import json
 import time
 
-from ..data.synth import SceneConfig, generate
+from vssl_core.data.synth import SceneConfig, generate
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -25,7 +25,7 @@ from pathlib import Path
 import datasets
 import numpy as np
 
-from ..memory import release_unused
+from vssl_core.repro.memory import release_unused
 
 __all__ = ["mappable", "mapped_column"]
 

@@ -9,7 +9,7 @@ clip       string                            canonical clip name
 time       float64                           pair time t (s)
 image      uint8 (S, S, 3)                   RGB frame nearest to t, resized to S x S
                                              (``cv2.INTER_AREA``, aspect ratio not kept)
-flow       float32 (224, 224)                Farneback magnitude at t (:mod:`vssl_core.flow`),
+flow       float32 (224, 224)                Farneback magnitude at t (:mod:`vssl_core.data.flow`),
                                              computed at the native frame size (or
                                              ``FlowParams.resize_to``) and resized with
                                              ``cv2.INTER_LINEAR``; values are NOT rescaled: px per
@@ -17,7 +17,7 @@ flow       float32 (224, 224)                Farneback magnitude at t (:mod:`vss
 audio      float32 (C, round(sec * sr))      audio window centred on t: ``[t - sec/2, t + sec/2)``
                                              (1 s from ``t - 0.5`` by default, the FlowGrad window),
                                              zero-padded outside the clip
-gt         uint8 (224, 224)                  ground truth, :func:`vssl_core.metrics.gt_map_urbansas`
+gt         uint8 (224, 224)                  ground truth, :func:`vssl_core.eval.metrics.gt_map_urbansas`
                                              (boxes scaled with int truncation, union, binary)
 n_boxes    int32                             number of boxes
 boxes      list of float64 (4 * n_boxes)     boxes flattened row-major, 1280x720 annotation units
@@ -33,7 +33,7 @@ columns clip, start (s), time (= start + sec/2, the window centre), image (S, S,
 above) and, with ``flow_field=True``, flow_field (S, S, 2).
 
 Both are Hugging Face :class:`datasets.Dataset` objects, saved with ``save_to_disk`` under
-``data/cache/<name>-<fingerprint>/dataset`` (written atomically, :func:`vssl_core.cache.cached`)
+``data/cache/<name>-<fingerprint>/dataset`` (written atomically, :func:`vssl_core.repro.cache.cached`)
 and keyed by the dataset root path, the SHA-256 of both annotation files, the size and mtime of
 every media file used, the skipped clips, the protocol/windows and every parameter. Each clip is
 decoded once (frames for the images and the flow in one pass), in parallel across clips.
@@ -51,12 +51,13 @@ import cv2
 import datasets
 import numpy as np
 
-from .. import cache
-from ..paths import cache_dir
-from ..flow import FlowParams, flow_and_field_from_frames, flow_from_frames, imap_clips, window_frame_pairs
-from ..metrics import GRID, gt_map_urbansas
-from . import columns as columns_npy, media
-from .urbansas import URBANSAS_FRAME, UrbansasDataset
+from vssl_core.repro import cache
+from vssl_core.repro.paths import cache_dir
+from vssl_core.data.flow import FlowParams, flow_and_field_from_frames, flow_from_frames, imap_clips, window_frame_pairs
+from vssl_core.eval.metrics import GRID, gt_map_urbansas
+from vssl_core.data import columns as columns_npy
+from vssl_core.data import media
+from vssl_core.data.urbansas import URBANSAS_FRAME, UrbansasDataset
 
 #: Bump when the content or layout of the cached sets changes.
 FORMAT_VERSION = 1

@@ -2,7 +2,7 @@
 
 Assumed XML layout
 ------------------
-The box files are not public; REFERENCE.md section 2 fixes only what the original evaluation
+The box files are not public; docs/conventions.md ("Ground-truth maps") states only what the original evaluation
 reads: every ``<bbox>`` element holds, after one first child that is skipped, the four
 children ``xmin, ymin, xmax, ymax`` (in this order) with integer pixel coordinates of the
 256 x 256 image; there are up to 3 annotators per image. This reader therefore assumes one file
@@ -23,7 +23,7 @@ and reads it by position like the original: every ``<bbox>`` anywhere in the tre
 child skipped (its text is kept as ``first_child`` for information only), the next four read as
 numbers. The tags of those four are not checked, only their number and that they parse as
 numbers; other elements are ignored. Coordinates are kept as floats in 256 units; the map uses
-``int(224 * v / 256)`` per coordinate (:func:`vssl_core.metrics.gt_map_flickr`).
+``int(224 * v / 256)`` per coordinate (:func:`vssl_core.eval.metrics.gt_map_flickr`).
 
 Test id lists
 -------------
@@ -45,8 +45,8 @@ from typing import Literal
 
 import numpy as np
 
-from ..errors import data_error
-from ..metrics import GRID, gt_map_flickr
+from vssl_core.errors import data_error
+from vssl_core.eval.metrics import GRID, gt_map_flickr
 
 #: Side of the annotated image (box units).
 IMAGE_SIZE = 256

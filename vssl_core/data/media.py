@@ -29,7 +29,7 @@ import numpy as np
 import soundfile as sf
 from scipy.signal import resample_poly
 
-from ..errors import data_error
+from vssl_core.errors import data_error
 
 #: Frames a container may announce but not deliver (header frame counts of .avi/.mkv are
 #: estimates): a shortfall up to this many frames clamps to the last decoded frame; a larger one

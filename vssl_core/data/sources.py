@@ -10,9 +10,9 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from ..paths import resolve_optional, shared_data_dir
-from .synth import SceneConfig, ensure_synthetic
-from .urbansas import UrbansasDataset
+from vssl_core.repro.paths import resolve_optional, shared_data_dir
+from vssl_core.data.synth import SceneConfig, ensure_synthetic
+from vssl_core.data.urbansas import UrbansasDataset
 
 
 def _shared(sub: str) -> Path | None:
@@ -49,7 +49,7 @@ def scene_config(**overrides: Any) -> SceneConfig:
     fields = {f.name for f in dataclasses.fields(SceneConfig)}
     unknown = set(overrides) - fields
     if unknown:
-        from ..errors import data_error
+        from vssl_core.errors import data_error
 
         raise data_error(None, ", ".join(sorted(unknown)), "not a SceneConfig field",
                          f"use some of {sorted(fields)}")

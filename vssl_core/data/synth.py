@@ -62,12 +62,12 @@ import pandas as pd
 import soundfile as sf
 from tqdm.auto import tqdm
 
-from ..atomic import atomic_dir
-from ..errors import data_error
-from ..paths import data_dir
-from .synth_audio import synthesize_audio
-from .synth_render import render_frames
-from .synth_scene import (
+from vssl_core.repro.atomic import atomic_dir
+from vssl_core.errors import data_error
+from vssl_core.repro.paths import data_dir
+from vssl_core.data.synth_audio import synthesize_audio
+from vssl_core.data.synth_render import render_frames
+from vssl_core.data.synth_scene import (
     ANNOTATION_FPS, CLASS_IDS, DEPTH_FAR, OFFSCREEN_CLASS_ID, Scene, SceneConfig, annotation_times,
     audible_interval, box_at, face_z, sample_scene, silhouette_boxes, visible_fractions,
 )

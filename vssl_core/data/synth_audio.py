@@ -29,7 +29,7 @@ import math
 import numpy as np
 from scipy import signal
 
-from .synth_scene import Scene, SceneConfig, Thing, audible_interval
+from vssl_core.data.synth_scene import Scene, SceneConfig, Thing, audible_interval
 
 __all__ = ["synthesize_audio", "ENGINE_F0", "pan_gains"]
 

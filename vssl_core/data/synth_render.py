@@ -18,7 +18,7 @@ from collections.abc import Iterator
 import cv2
 import numpy as np
 
-from .synth_scene import ANN_H, ANN_W, Scene, SceneConfig, Thing, face_quad, face_z
+from vssl_core.data.synth_scene import ANN_H, ANN_W, Scene, SceneConfig, Thing, face_quad, face_z
 
 __all__ = ["render_background", "render_frames", "FrameRenderer"]
 

@@ -40,8 +40,8 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from ..errors import data_error
-from .urbansas import URBANSAS_FRAME
+from vssl_core.errors import data_error
+from vssl_core.data.urbansas import URBANSAS_FRAME
 
 __all__ = [
     "SceneConfig", "Camera", "Street", "Thing", "Scene", "sample_scene", "VEHICLE_CLASSES",

@@ -29,9 +29,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..errors import DataError, data_error
-from . import media
-from .urbansas_pairs import PROTOCOLS, Pair, PairSet, select_pairs
+from vssl_core.errors import DataError, data_error
+from vssl_core.data import media
+from vssl_core.data.urbansas_pairs import PROTOCOLS, Pair, PairSet, select_pairs
 
 __all__ = [
     "URBANSAS_FRAME", "CLASS_IDS", "CLASS_NAMES", "VIDEO_COLUMNS", "AUDIO_COLUMNS",

@@ -9,7 +9,7 @@ annotation-frame units, as in the CSVs; scale them with
 
 Protocols
 ---------
-``"flowgrad"`` (the released FlowGrad evaluation, REFERENCE.md section 4), applied in this order:
+``"flowgrad"`` (the released FlowGrad evaluation; docs/conventions.md, "Urbansas evaluation pairs"), applied in this order:
 
 1. events: drop audio events labelled ``offscreen`` and events with
    ``non_identifiable_vehicle_sound != 0`` (a clip's single row of -1s means "no events");

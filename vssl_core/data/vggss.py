@@ -19,11 +19,11 @@ boxes (the 12 sentinel boxes and 6 zero-width or zero-height ones), 2 entries wi
 (``M1P1xla8rg0_000000``: one zero-height box; ``MKC9LvRivTM_000030``: one sentinel box).
 
 Policy: by default (``drop_invalid=False``) the boxes are kept exactly as in the file and the
-ground-truth map follows the original rule (:func:`vssl_core.metrics.gt_map_vggss`: each
+ground-truth map follows the original rule (:func:`vssl_core.eval.metrics.gt_map_vggss`: each
 coordinate ``int(224 * max(v, 0))``), under which sentinel and degenerate boxes paint nothing;
 the two empty-map entries therefore score 0/0 with an empty prediction (see the empty-map policy
-of :mod:`vssl_core.metrics`). ``drop_invalid=True`` removes sentinel and degenerate boxes from
-``boxes`` (for box statistics, see :mod:`vssl_core.bias`). For the released file the maps are
+of :mod:`vssl_core.eval.metrics`). ``drop_invalid=True`` removes sentinel and degenerate boxes from
+``boxes`` (for box statistics, see :mod:`vssl_core.eval.box_stats`). For the released file the maps are
 the same either way (its sentinels are all negative and sit in ``x2``/``y2``); a positive
 sentinel would paint to the border under the original rule and nothing once dropped.
 Defects are always counted in :class:`VGGSSDefects`, never hidden.
@@ -37,8 +37,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import data_error
-from ..metrics import GRID, gt_map_vggss
+from vssl_core.errors import data_error
+from vssl_core.eval.metrics import GRID, gt_map_vggss
 
 #: A coordinate with a larger absolute value is a sentinel, not a position.
 SENTINEL_ABS = 10.0

@@ -11,7 +11,7 @@ Conventions
 - ``width`` scales every channel count (``width=0.5``: 32, 32, 64, 128, 256), a CPU option
   for the quick profile. torchvision's ``ResNet`` hard-codes 64..512 channels, so the network is
   assembled here from torchvision's own ``BasicBlock``.
-- ``layer4_stride=1`` (RCGrad, REFERENCE 3) keeps layer4 at the layer3 resolution: a 224 input
+- ``layer4_stride=1`` (RCGrad, docs/conventions.md "RCGrad") keeps layer4 at the layer3 resolution: a 224 input
   gives a 14x14 map (a 128 input 8x8); ``layer4_stride=2`` is the torchvision default (7x7).
 - Weights are always randomly initialised (``weights=None``); nothing is ever downloaded.
 """

@@ -1,6 +1,6 @@
 """Hear The Flow: LVS whose image features are cross-attended by optical-flow features.
 
-Facts implemented (REFERENCE 5, Hear The Flow Sec. 3.3, 4.3, 4.6, App. B)
+Facts implemented (Hear The Flow Sec. 3.3, 4.3, 4.6, App. B; docs/conventions.md, "LVS and Hear The Flow")
 -------------------------------------------------------------------------
 - Image encoder: ResNet-18, layer4 stride 2 (224 px -> 7x7x512), ImageNet-pretrained and
   frozen in the paper's model (Table 4.f). Here the prior comes from ``pretrained_vision`` (a
@@ -9,7 +9,7 @@ Facts implemented (REFERENCE 5, Hear The Flow Sec. 3.3, 4.3, 4.6, App. B)
   its BatchNorm layers in eval mode whatever ``model.train()`` says, so training changes no
   tensor of the image encoder (running statistics and ``num_batches_tracked`` included).
 - Flow input: the 2-channel Farneback field ``(N, 2, H, W)`` = (dx, dy) in pixels per frame
-  step (:mod:`vssl_core.flow`, channel-first), resized to the image size by
+  step (:mod:`vssl_core.data.flow`, channel-first), resized to the image size by
   :func:`prepare_flow_field`; Hear The Flow normalises it with mean 0 and std 1, i.e. leaves
   it unchanged. A horizontal flip must negate dx.
 - Flow encoders (``HTFConfig.flow_encoder``):
@@ -29,7 +29,7 @@ Facts implemented (REFERENCE 5, Hear The Flow Sec. 3.3, 4.3, 4.6, App. B)
   weights ``softmax_keys(Q K^T / sqrt(64))`` over the ``h*w`` flow positions for each of the
   ``h*w`` image positions, output ``weights @ V`` added to the image features, then
   L2-normalised per position. (The paper's text describes a per-position d x d attention; the
-  spatial form here is the one of REFERENCE 5 / the brief, where V has the feature width.)
+  spatial form here is the released code's, where V has the feature width.)
 - Audio, localisation map and loss: as :mod:`vssl_core.models.lvs` (cosine map of the enhanced
   features with the pooled audio vector; LVS tri-map loss). 3 s of 22.05 kHz audio.
 """
@@ -45,10 +45,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..checkpoints import LoadReport
-from .encoders import ResNetEncoder, resnet18_encoder
-from .lvs import LocalizerOutput, LVSEncoding, _check_common, _from_dict, cosine_maps, loss_params, pool_audio, trimap_loss
-from .pretrain import load_encoder_weights, normalize_images
+from vssl_core.models.checkpoints import LoadReport
+from vssl_core.models.encoders import ResNetEncoder, resnet18_encoder
+from vssl_core.models.lvs import LocalizerOutput, LVSEncoding, _check_common, _from_dict, cosine_maps, loss_params, trimap_loss
+from vssl_core.models.pretrain import load_encoder_weights
 
 __all__ = ["FLOW_ENCODERS", "HTFConfig", "FlowAttention", "MaxPoolFlow", "HTF", "build_htf",
            "prepare_flow_field"]

@@ -1,18 +1,18 @@
 """LVS ("Localizing Visual Sounds the Hard Way"): cosine maps and the tri-map contrastive loss.
 
-Facts implemented (REFERENCE 5, Hear The Flow Sec. 3.1-3.2)
+Facts implemented (Hear The Flow Sec. 3.1-3.2; docs/conventions.md, "LVS and Hear The Flow")
 -----------------------------------------------------------
 - Image encoder: ResNet-18 with layer4 stride 1 (:func:`~vssl_core.models.encoders.resnet18_encoder`),
   224 px -> 14x14 map (a 64 px quick-profile image -> 4x4). Images enter as floats in [0, 1],
   ``(N, 3, H, W)``; the model applies the ImageNet mean/std itself.
 - Audio encoder: a 1-channel ResNet-18 (layer4 stride 2) on the LVS spectrogram
-  (:func:`vssl_core.audio.lvs_spectrogram`: scipy, nperseg 512, noverlap 274,
+  (:func:`vssl_core.models.audio.lvs_spectrogram`: scipy, nperseg 512, noverlap 274,
   ``log(x + 1e-7) / 12``), input ``(N, 1, 257, frames)`` built by :func:`prepare_lvs_audio`;
   its map is pooled to one vector (global average, Hear The Flow Eq. 2; ``audio_pool="max"``
   offers global max pooling).
 - Image features (per position) and the audio vector are L2-normalised; the localisation map
   ``S_ii`` is their cosine similarity at every position, values in [-1, 1], shape ``(N, h, w)``.
-  Evaluation: resize to 224, then the ``"median"`` post-processing of :mod:`vssl_core.metrics`.
+  Evaluation: resize to 224, then the ``"median"`` post-processing of :mod:`vssl_core.eval.metrics`.
 
 The tri-map loss (what exactly is implemented)
 ----------------------------------------------
@@ -36,9 +36,9 @@ loss is the mean over ``i`` of the cross-entropy with target 0 (the positive).
 
 ``negatives="summed"``: Hear The Flow Eq. 4 and 6 read literally: one negative response
 ``Neg_i = H_i + sum_{j != i} E_ij`` and a two-way softmax ``-log(exp(P_i) / (exp(P_i) +
-exp(Neg_i)))``, with the same division by ``temperature`` (REFERENCE 5: logits / 0.07).
+exp(Neg_i)))``, with the same division by ``temperature`` (the released code: logits / 0.07).
 
-Defaults eps_p = 0.65, eps_n = 0.4, tau = 0.03, temperature = 0.07 (REFERENCE 5; Hear The Flow
+Defaults eps_p = 0.65, eps_n = 0.4, tau = 0.03, temperature = 0.07 (the released code; Hear The Flow
 Sec. 4.3). Note Eq. 5 of Hear The Flow prints ``sigma(S - eps)/tau``; the sigmoid of the scaled
 difference is meant (tau "controls the sharpness").
 """
@@ -54,10 +54,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..audio import lvs_spectrogram
-from ..checkpoints import LoadReport
-from .encoders import ResNetEncoder, resnet18_encoder
-from .pretrain import load_encoder_weights, normalize_images
+from vssl_core.models.audio import lvs_spectrogram
+from vssl_core.models.checkpoints import LoadReport
+from vssl_core.models.encoders import ResNetEncoder, resnet18_encoder
+from vssl_core.models.pretrain import load_encoder_weights, normalize_images
 
 __all__ = [
     "NEGATIVES", "LVSConfig", "LocalizerOutput", "LVS", "build_lvs", "cosine_maps", "trimap_logits",
@@ -77,7 +77,7 @@ class LVSConfig:
     width : float
         Channel multiplier of both ResNet-18s (1.0 = the paper; 0.25-0.5 for CPU profiles).
     layer4_stride : {1, 2}
-        Image encoder; 1 gives the 14x14 map at 224 px (REFERENCE 5).
+        Image encoder; 1 gives the 14x14 map at 224 px (as the released LVS).
     image_size : int
         Square side in pixels the images are resized to.
     audio_sr : int
@@ -301,7 +301,7 @@ def build_lvs(config: LVSConfig) -> tuple[LVS, LoadReport | None]:
 def prepare_lvs_audio(waves: np.ndarray, sr: int) -> torch.Tensor:
     """Waveforms ``(N, C, T)`` or ``(N, T)`` float in [-1, 1] -> ``(N, 1, 257, frames)`` LVS spectrograms.
 
-    ``frames = (T - 274) // 238``; channels are averaged first (see :func:`vssl_core.audio.lvs_spectrogram`).
+    ``frames = (T - 274) // 238``; channels are averaged first (see :func:`vssl_core.models.audio.lvs_spectrogram`).
     """
     waves = np.asarray(waves)
     if waves.ndim not in (2, 3):

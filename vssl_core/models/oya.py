@@ -1,6 +1,6 @@
 """The model of Oya et al., "Do We Need Sound for Sound Source Localization?" (section 3, supp. A).
 
-No public code exists for this paper (REFERENCE.md): everything below follows the paper's text,
+No public code exists for this paper: everything below follows the paper's text,
 equations (1)-(6) and supplementary Tables 1-2. Where the paper is silent the choice made here
 is listed under "Readings".
 
@@ -44,7 +44,7 @@ Readings (choices where the paper is silent)
   ``spec_input="amp_phase"`` (default) feeds two channels, ``log(|X| + 1e-7)`` (the log is
   ours: raw amplitudes span many decades) and ``angle(X) / pi``, periodic Hann window, centred
   frames. ``spec_input="log_power"`` feeds the one-channel standardised log power spectrogram
-  of :func:`vssl_core.audio.log_spectrogram` (``per_sample=True``) instead. Multi-channel audio
+  of :func:`vssl_core.models.audio.log_spectrogram` (``per_sample=True``) instead. Multi-channel audio
   is averaged to mono. The STFT sizes are in samples; the paper's audio is 22.05 kHz.
 - "Mean subtraction" (sec. 3.1): images enter as floats in [0, 1] and are normalised with the
   ImageNet mean *and* std that torchvision's VGG-11 weights expect.
@@ -77,19 +77,15 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from typing import Any, NamedTuple
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from ..audio import LOG_EPS, log_spectrogram, to_mono
-from ..metrics import resize_to_grid
-from .rcgrad import prepare_audio, prepare_images
+from vssl_core.models.audio import LOG_EPS, log_spectrogram, to_mono
 
 __all__ = [
     "SPEC_INPUTS", "NEGATIVES", "IMAGENET_MEAN", "IMAGENET_STD", "IMAGE_BLOCKS", "AUDIO_BLOCKS", "OyaConfig",
     "OyaOutput", "SimilarityLoss", "PotentialNet", "SoundNet", "OyaNet", "cosine",
-    "potential_map", "selection", "similarity_loss", "load_vgg11_features", "oya_maps",
+    "potential_map", "selection", "similarity_loss", "load_vgg11_features",
 ]
 
 SPEC_INPUTS = ("amp_phase", "log_power")
@@ -538,42 +534,3 @@ def load_vgg11_features(model: OyaNet, state_dict: Mapping[str, torch.Tensor]) -
         new[local] = state_dict[key]
     model.image_net.features.load_state_dict(new)
     return sorted(k for k in state_dict if k not in own)
-
-
-@torch.no_grad()
-def oya_maps(model: OyaNet, images: np.ndarray, audio: np.ndarray, *, chunk_size: int = 16
-             ) -> tuple[np.ndarray, np.ndarray]:
-    """Localisation and potential maps of an evaluation set on the 224x224 grid.
-
-    Parameters
-    ----------
-    model : OyaNet
-        In eval mode (BatchNorm running statistics).
-    images : np.ndarray, uint8, shape (N, H, W, 3)
-        RGB frames (resized to ``config.image_size`` here).
-    audio : np.ndarray, float32, shape (N, C, T) or (N, T)
-        Waveforms at ``config.audio_sr``.
-    chunk_size : int
-        Samples per forward pass.
-
-    Returns
-    -------
-    localization, potential : np.ndarray, float32, shape (N, 224, 224)
-        ``alpha`` and ``P`` resized bilinearly (:func:`vssl_core.metrics.resize_to_grid`); the
-        values keep the maps' scale (about ``1 / h w``), so score them with a min-max
-        post-processing (``"clean"`` or ``"median"``), not ``"none"``.
-    """
-    if model.training:
-        raise ValueError("oya_maps needs model.eval() (BatchNorm running statistics)")
-    if len(images) != len(audio):
-        raise ValueError(f"{len(images)} images but {len(audio)} audio clips")
-    device = next(model.parameters()).device
-    locs, pots = [], []
-    for start in range(0, len(images), chunk_size):
-        x = prepare_images(images[start:start + chunk_size], model.config.image_size)
-        a = prepare_audio(audio[start:start + chunk_size])
-        out = model(x.to(device), a.to(device))
-        locs.append(out.localization.float().cpu().numpy())
-        pots.append(out.potential.float().cpu().numpy())
-    return (resize_to_grid(np.concatenate(locs)).astype(np.float32),
-            resize_to_grid(np.concatenate(pots)).astype(np.float32))

@@ -8,10 +8,10 @@ so this module offers two routes:
     ``resnet18`` state dict (e.g. ``torchvision.models.resnet18(weights=...).state_dict()``
     saved by the user with ``torch.save``) into a width-1.0, 3-channel
     :class:`~vssl_core.models.encoders.ResNetEncoder`. It reuses
-    :func:`vssl_core.checkpoints.load_imagenet_resnet18`: a missing, truncated or non-torch file,
+    :func:`vssl_core.models.checkpoints.load_imagenet_resnet18`: a missing, truncated or non-torch file,
     an unknown key, a missing key or a wrong shape raises :class:`~vssl_core.errors.DataError`
     naming the file and the key; the classifier ``fc.*`` is ignored and listed in the returned
-    :class:`~vssl_core.checkpoints.LoadReport`. ``layer4``'s stride does not change any weight
+    :class:`~vssl_core.models.checkpoints.LoadReport`. ``layer4``'s stride does not change any weight
     shape, so the same file serves LVS (stride 1, 14x14) and HTF (stride 2, 7x7).
 
 (b) A documented SUBSTITUTE for the object-centric prior: supervised classification of object
@@ -53,10 +53,10 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..atomic import write_bytes
-from ..checkpoints import LoadReport, load_checkpoint, load_imagenet_resnet18
-from ..errors import data_error
-from .encoders import ResNetEncoder, resnet18_encoder
+from vssl_core.repro.atomic import write_bytes
+from vssl_core.models.checkpoints import LoadReport, load_checkpoint, load_imagenet_resnet18
+from vssl_core.errors import data_error
+from vssl_core.models.encoders import ResNetEncoder, resnet18_encoder
 
 __all__ = [
     "IMAGENET_MEAN", "IMAGENET_STD", "PRIOR_CLASSES", "normalize_images", "images_to_tensor",

@@ -1,10 +1,10 @@
 """RCGrad and the FlowGrad models (FlowGrad-IC, FlowGrad-EN): contrastive audio-visual encoders.
 
-Facts implemented (REFERENCE 3 and 4)
+Facts implemented (docs/conventions.md, "RCGrad" and "FlowGrad models")
 -------------------------------------
 - RCGrad: ResNet-18 image encoder with layer4 stride 1 (224 px -> 14x14x512) and a ResNet-18
   audio encoder with a 1-channel first conv on the standardised log power spectrogram
-  (:mod:`vssl_core.audio`); global average pooling, no projection heads. Loss: CLIP-style
+  (:mod:`vssl_core.models.audio`); global average pooling, no projection heads. Loss: CLIP-style
   symmetric InfoNCE on L2-normalised embeddings with a learnable logit scale initialised to
   ``log(1 / 0.07)`` (the scale ``exp(logit_scale)`` is clamped at 100, as in CLIP).
 - Images enter the model as floats in [0, 1], shape ``(N, 3, H, W)``; the model applies the CLIP
@@ -22,7 +22,7 @@ Facts implemented (REFERENCE 3 and 4)
 - ``faithful_audio_bn``: the official inference never puts the audio encoder in eval mode, so its
   BatchNorm layers use the statistics of the single clip. :meth:`RCGrad.encode_audio` with
   ``batch_stat_bn=True`` reproduces this per clip without touching the running statistics;
-  :mod:`vssl_core.localize` turns it on from the config.
+  :mod:`vssl_core.models.rcgrad_maps` turns it on from the config.
 """
 from __future__ import annotations
 
@@ -37,8 +37,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..audio import LogSpectrogram
-from .encoders import EncoderOutput, resnet18_encoder
+from vssl_core.models.audio import LogSpectrogram
+from vssl_core.models.encoders import EncoderOutput, resnet18_encoder
 
 __all__ = [
     "KINDS", "CLIP_MEAN", "CLIP_STD", "FLOW_OFFSET", "FLOW_SCALE", "ModelConfig", "ModelOutput",

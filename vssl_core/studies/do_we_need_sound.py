@@ -1,0 +1,630 @@
+"""The "Do We Need Sound?" experiment (Oya et al.): potential vs localisation map, Tables 1, 4, 5.
+
+One typed :class:`OyaSetup` is passed whole through every step; the notebook's parameters map
+onto it one to one. The claim under test: a *potential* map computed from the image alone
+(eq. 1) localises sound sources almost as well as the *localisation* map that also uses the
+sound (eq. 3), except on samples where some sound-capable objects are silent (Type B), and on
+the concat-and-localize protocol that makes every sample Type B.
+
+Data (synthetic default)
+------------------------
+- Training and the Table 1 / 5 evaluation use the default synthetic set and the **same split,
+  windows and cached arrays as the RCGrad family** (:mod:`vssl_core.training.rcgrad_family`): the
+  last ``eval_clips`` clips are held out; training sees random windows of the others (annotations
+  never read). Arrays are loaded at the RCGrad family's image size and audio rate
+  (:func:`data_setup`) and converted for OyaNet here: frames are resized by the model
+  (``config.image_size``), waveforms resampled to ``audio_sr`` with
+  :func:`scipy.signal.resample_poly` (:func:`vssl_core.models.audio.resample_audio`).
+- Training-set sizes: the model for size ``n`` trains on the **first** ``n`` windows (the windows
+  are drawn at random, so each prefix is a random subset and the sets are nested, as the
+  paper's 1k / 2.5k / 10k / 144k subsets are). Every size runs the same number of epochs.
+- Type A / B (Table 4): a second synthetic set in which some clips have no parked car
+  (``n_parked = (0, ab_max_parked)``), every clip held out (no model sees it in training);
+  types come from the generator's object table (:mod:`vssl_core.eval.sample_types`).
+- Concat-and-localize (Table 5): :func:`vssl_core.data.concat.concat_and_localize` on the held-out
+  pairs, box route, ``concat_pairs`` pairs (0: one per sample), seeded by ``seed``.
+
+Scoring
+-------
+Both Oya maps are softmax distributions on the model's ``h x w`` grid, resized bilinearly to
+224 and scored with the "clean" post-processing (min-max, median floor, threshold 0.5), the one
+RCGrad uses; the random floor is uniform noise on the same ``h x w`` grid, post-processed the
+same way. cIoU@``at`` (0.3 for Urbansas) and AUC with 95% percentile bootstrap intervals;
+"performance gaps" (localisation minus potential) are *paired* bootstraps on the same samples.
+Beyond the paper, concat rows also get the **side accuracy**: the fraction of rows whose
+post-processed map puts more mass on the half of the sounding sample than on the other half.
+A map that ignores the sound (the potential map, flow only) shows the same image for both rows
+of a pair and so scores exactly 0.5 up to ties; 1.0 means the sound always picks the side.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+from vssl_core.data.arrays import EvalArrays, load_evaluation, load_training, split_clips
+from vssl_core.data.concat import ConcatSet, concat_and_localize
+from vssl_core.data.urbansas import UrbansasDataset
+from vssl_core.errors import data_error
+from vssl_core.eval import metrics, sample_types
+from vssl_core.eval.maps import LocalizationMaps
+from vssl_core.eval.metrics import EvalResult
+from vssl_core.eval.scoring import paired_gaps, result_columns, score_chunked
+from vssl_core.eval.scoring import score_stream as _score_stream
+from vssl_core.models import oya_maps, rcgrad_maps
+from vssl_core.models.audio import resample_audio
+from vssl_core.models.baselines import flow_only_maps, random_maps
+from vssl_core.repro.profiles import StudySetup
+from vssl_core.training.rcgrad_family import RCGradFamilySetup
+
+if TYPE_CHECKING:
+    from vssl_core.data.synth import SceneConfig
+    from vssl_core.models.oya import OyaConfig, OyaNet
+    from vssl_core.models.rcgrad import RCGrad
+    from vssl_core.training.localizer import LocalizerArrays, LocalizerTrainConfig
+
+__all__ = [
+    "OYA_TABLE1", "OYA_TABLE1_DE_NOVO", "OYA_TABLE4", "OYA_TABLE5", "OYA_TABLE5_DE_NOVO",
+    "OYA_RANDOM", "LOC", "POT", "RANDOM",
+    "OyaSetup", "data_setup", "rcgrad_setup", "ab_scene_config",
+    "SyntheticData", "load_synthetic", "load_ab", "train_oya", "train_sizes", "trained_oya",
+    "oya_method_maps", "concat_set", "concat_maps",
+    "method_stream", "score_stream", "score_methods", "score_sizes",
+    "side_accuracy", "pick_examples", "size_table", "gap_table", "type_table", "type_gap_table",
+    "protocol_table",
+]
+
+LOC = "Localisation map"
+POT = "Potential map"
+RANDOM = "Random map"
+
+#: Oya et al. Table 1 (Flickr-SoundNet test set, cIoU@0.5 and AUC), ImageNet-pretrained VGG-11:
+#: training samples -> (loc cIoU, loc AUC, potential cIoU, potential AUC).
+OYA_TABLE1 = {1000: (0.487, 0.464, 0.459, 0.438), 2500: (0.503, 0.477, 0.481, 0.460),
+              10000: (0.568, 0.507, 0.539, 0.486), 144000: (0.684, 0.570, 0.668, 0.562)}
+#: Table 1, "de novo" columns (trained from scratch, as every model here): same layout.
+OYA_TABLE1_DE_NOVO = {1000: (0.365, 0.341, 0.353, 0.334), 2500: (0.407, 0.373, 0.385, 0.368),
+                      10000: (0.484, 0.453, 0.474, 0.446), 144000: (0.667, 0.563, 0.655, 0.555)}
+#: Table 4 (144k samples, pretrained; no de novo columns): type -> (loc IoU, loc AUC, pot IoU,
+#: pot AUC, random IoU, random AUC); the gap is loc - pot.
+OYA_TABLE4 = {"A": (0.585, 0.496, 0.557, 0.483, 0.299, 0.284),
+              "B": (0.445, 0.380, 0.319, 0.272, 0.171, 0.166)}
+#: Table 5 (concat-and-localize), pretrained: samples -> (loc cIoU, loc AUC, pot cIoU, pot AUC).
+OYA_TABLE5 = {1000: (0.248, 0.235, 0.234, 0.218), 2500: (0.273, 0.244, 0.235, 0.213),
+              10000: (0.354, 0.295, 0.282, 0.251), 144000: (0.416, 0.356, 0.302, 0.264)}
+#: Table 5, de novo columns.
+OYA_TABLE5_DE_NOVO = {1000: (0.218, 0.204, 0.211, 0.202), 2500: (0.232, 0.215, 0.229, 0.208),
+                      10000: (0.301, 0.266, 0.240, 0.221), 144000: (0.374, 0.316, 0.289, 0.254)}
+#: The random rows (cIoU, AUC) of Table 1 and Table 5.
+OYA_RANDOM = {"table1": (0.341, 0.323), "table5": (0.200, 0.185)}
+
+
+@dataclass(frozen=True)
+class OyaSetup(StudySetup):
+    """Everything that defines one Oya run (split, sizes, model, training, protocols).
+
+    Attributes
+    ----------
+    eval_clips : int
+        Held-out clips of the default synthetic set (the last ones by name).
+    train_sizes : tuple of int
+        Training-set sizes (windows) of Table 1 / 5, ascending; the largest is the default model.
+    image_size, image_blocks, audio_blocks, width, embed_dim : int, int, int, float, int
+        :class:`vssl_core.models.oya.OyaConfig` fields (input side in px, VGG blocks of the
+        image and sound networks, channel multiplier, ``K``).
+    audio_sr, n_fft, hop : int
+        Model audio rate (Hz) and STFT sizes (samples).
+    spec_input : {"amp_phase", "log_power"}
+    negatives : {"shift", "all"}
+        Negative pairs of the similarity loss (``OyaConfig.negatives``).
+    epochs, batch_size, lr, seed : int, int, float, int
+        Adam, constant learning rate, same epochs for every size.
+    ab_clips, ab_max_parked : int
+        Size of the Type A/B synthetic set and its parked-vehicle range ``(0, ab_max_parked)``.
+    concat_pairs : int
+        Concat-and-localize pairs (0: one per evaluation sample; 2 rows per pair).
+    num_threads : int or None
+        torch threads while training (None: torch's default).
+    """
+
+    PROFILE_TABLE = "04_do_we_need_sound"
+
+    eval_clips: int = 40
+    train_sizes: tuple[int, ...] = (500, 1000, 2500)
+    image_size: int = 64
+    image_blocks: int = 3
+    audio_blocks: int = 4
+    width: float = 0.125
+    embed_dim: int = 64
+    audio_sr: int = 8000
+    n_fft: int = 510
+    hop: int = 255
+    spec_input: str = "amp_phase"
+    negatives: str = "all"
+    epochs: int = 3
+    batch_size: int = 32
+    lr: float = 1e-3
+    seed: int = 0
+    ab_clips: int = 48
+    ab_max_parked: int = 2
+    concat_pairs: int = 0
+    num_threads: int | None = 1
+
+    def __post_init__(self) -> None:
+        sizes = tuple(int(n) for n in self.train_sizes)
+        if not sizes or any(n < 2 for n in sizes) or list(sizes) != sorted(set(sizes)):
+            raise ValueError(f"train_sizes must be ascending distinct sizes >= 2, got {self.train_sizes}")
+        object.__setattr__(self, "train_sizes", sizes)
+        if self.ab_clips < 1 or self.ab_max_parked < 1 or self.concat_pairs < 0:
+            raise ValueError(f"invalid OyaSetup: ab_clips {self.ab_clips}, ab_max_parked "
+                             f"{self.ab_max_parked}, concat_pairs {self.concat_pairs}")
+        self.model_config  # validates the model fields
+        self.train_config  # validates the training fields
+
+    @property
+    def default_size(self) -> int:
+        """The largest training-set size (the model of Tables 4, 5-beyond and the explorer)."""
+        return self.train_sizes[-1]
+
+    @property
+    def model_config(self) -> OyaConfig:
+        """The :class:`vssl_core.models.oya.OyaConfig` of this setup."""
+        from vssl_core.models.oya import OyaConfig
+
+        return OyaConfig(width=self.width, image_blocks=self.image_blocks,
+                         audio_blocks=self.audio_blocks, embed_dim=self.embed_dim,
+                         image_size=self.image_size, audio_sr=self.audio_sr, n_fft=self.n_fft,
+                         hop=self.hop, spec_input=self.spec_input, negatives=self.negatives)
+
+    @property
+    def train_config(self) -> LocalizerTrainConfig:
+        """The :class:`vssl_core.training.localizer.LocalizerTrainConfig` of this setup."""
+        from vssl_core.training.localizer import LocalizerTrainConfig
+
+        return LocalizerTrainConfig(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr,
+                                    seed=self.seed, num_threads=self.num_threads)
+
+
+# ----------------------------------------------------------------------------------- data
+def data_setup(setup: OyaSetup, base: RCGradFamilySetup | None = None) -> RCGradFamilySetup:
+    """The :class:`RCGradFamilySetup` whose cached arrays Oya loads: ``base`` (default: the
+    family's quick-profile defaults) with Oya's split and seed, and
+    ``max(base.train_windows, largest training size)`` windows (so smaller sizes reuse
+    the family's cached windows as prefixes). Frames at ``base.image_size``, audio at
+    ``base.audio_sr``."""
+    base = base or RCGradFamilySetup()
+    return dataclasses.replace(base, eval_clips=setup.eval_clips, seed=setup.seed,
+                               train_windows=max(base.train_windows, setup.default_size))
+
+
+def rcgrad_setup(profile: str, setup: OyaSetup) -> RCGradFamilySetup:
+    """The RCGrad family's setup under ``profile``
+    (:meth:`~vssl_core.repro.profiles.StudySetup.for_profile`), so the RCGrad notebook 02 trained is
+    loaded from the cache, with Oya's ``eval_clips`` (no model may train on Oya's evaluation
+    clips) and ``num_threads``."""
+    return dataclasses.replace(RCGradFamilySetup.for_profile(profile), eval_clips=setup.eval_clips,
+                               num_threads=setup.num_threads)
+
+
+def ab_scene_config(setup: OyaSetup) -> SceneConfig:
+    """The scene configuration of the Type A/B set: the default with ``n_parked = (0, max)``."""
+    from vssl_core.data.sources import scene_config
+
+    return scene_config(n_parked=(0, setup.ab_max_parked))
+
+
+@dataclass(frozen=True, eq=False)
+class SyntheticData:
+    """The default synthetic set as Oya uses it.
+
+    Attributes
+    ----------
+    ev : EvalArrays
+        Held-out FlowGrad pairs (frames at the data setup's size, audio at its rate).
+    train : LocalizerArrays
+        All training windows (frames as loaded, audio resampled to ``setup.audio_sr``).
+    data_key : str
+        Fingerprint of the windows' source (cache key of the trained models).
+    data : RCGradFamilySetup
+        The setup the arrays were loaded with.
+    """
+
+    ev: EvalArrays
+    train: LocalizerArrays
+    data_key: str
+    data: RCGradFamilySetup
+
+
+def load_synthetic(dataset: UrbansasDataset, setup: OyaSetup, data: RCGradFamilySetup | None = None,
+                   progress: bool = True) -> SyntheticData:
+    """Evaluation pairs and training windows of ``dataset`` (cached on disk by the loaders)."""
+    from vssl_core.training.localizer import LocalizerArrays
+
+    data = data_setup(setup, data)
+    train_clips, test_clips = split_clips(dataset, data.eval_clips)
+    ev = _load_pairs(dataset, test_clips, data, progress)
+    arrays, key = load_training(dataset, train_clips, n_windows=data.train_windows,
+                                seconds=data.train_audio_seconds, image_size=data.image_size, flow=data.flow,
+                                audio_sr=data.audio_sr, seed=data.seed, progress=progress)
+    la = LocalizerArrays(arrays.images, resample_audio(arrays.audio, data.audio_sr, setup.audio_sr))
+    return SyntheticData(ev, la, key, data)
+
+
+def _load_pairs(dataset: UrbansasDataset, clips: Sequence[str] | None, data: RCGradFamilySetup,
+                progress: bool = True) -> EvalArrays:
+    return load_evaluation(dataset, clips, image_size=data.image_size, flow=data.flow, audio_sr=data.audio_sr,
+                           progress=progress)
+
+
+def load_real(dataset: UrbansasDataset, data: RCGradFamilySetup, progress: bool = True) -> EvalArrays:
+    """Every FlowGrad pair of a real Urbansas folder, as the family's setup loads them."""
+    return _load_pairs(dataset, None, data, progress)
+
+
+def load_ab(dataset: UrbansasDataset, objects: pd.DataFrame, data: RCGradFamilySetup,
+            progress: bool = True) -> tuple[EvalArrays, np.ndarray]:
+    """Every FlowGrad pair of the Type A/B set and its type ("A", "B" or "none")."""
+    ev = _load_pairs(dataset, None, data, progress)
+    types = sample_types.sample_types(objects, list(zip(ev.clips.tolist(), ev.times.tolist())))
+    return ev, types
+
+
+# ------------------------------------------------------------------------------- training
+def train_oya(setup: OyaSetup, arrays: LocalizerArrays, data_key: str, size: int | None = None,
+              progress: bool = True) -> OyaNet:
+    """The OyaNet trained on the first ``size`` windows (default ``setup.default_size``), cached
+    by :func:`vssl_core.training.localizer.cached_train_localizer`.
+
+    Parameters
+    ----------
+    setup : OyaSetup
+    arrays : LocalizerArrays
+        At least ``size`` windows, audio at ``setup.audio_sr``.
+    data_key : str
+        Fingerprint of the windows' source.
+    size : int, optional
+    progress : bool
+
+    Returns
+    -------
+    OyaNet, eval mode, CPU
+    """
+    from vssl_core.models.oya import OyaNet
+    from vssl_core.training.localizer import LocalizerArrays, cached_train_localizer
+
+    n = setup.default_size if size is None else int(size)
+    if not 2 <= n <= len(arrays):
+        raise ValueError(f"training size {n} needs 2..{len(arrays)} windows")
+    cfg = setup.model_config
+    subset = LocalizerArrays(arrays.images[:n], arrays.audio[:n])
+    key = f"{data_key}-first{n}-sr{setup.audio_sr}"
+    return cached_train_localizer(lambda: OyaNet(cfg), cfg.to_dict(), setup.train_config, subset,
+                                  key, progress=progress)
+
+
+def train_sizes(setup: OyaSetup, arrays: LocalizerArrays, data_key: str,
+                progress: bool = True) -> dict[int, OyaNet]:
+    """``{size: OyaNet}`` for every ``setup.train_sizes`` (each cached)."""
+    return {n: train_oya(setup, arrays, data_key, n, progress=progress) for n in setup.train_sizes}
+
+
+def trained_oya(setup: OyaSetup | None = None, size: int | None = None, *, synth_clips: int = 160,
+                synth_seed: int = 0, data: RCGradFamilySetup | None = None,
+                progress: bool = True) -> OyaNet:
+    """The trained OyaNet of the default synthetic set, for interactive use.
+
+    Loads (or generates) the ``synth_clips``-clip synthetic set, its training windows, and
+    returns the cached model for ``size`` windows (default: the largest), training it on a
+    cache miss. With the defaults this is the quick-profile model of notebook 04.
+
+    Parameters
+    ----------
+    setup : OyaSetup, optional
+        Default ``OyaSetup()`` (the quick profile).
+    size : int, optional
+        One of the training sizes (default ``setup.default_size``).
+    synth_clips, synth_seed : int
+        The default synthetic set (the notebooks' ``[all]`` parameters).
+    data : RCGradFamilySetup, optional
+        Base of :func:`data_setup` (default: FlowGrad defaults).
+    progress : bool
+
+    Returns
+    -------
+    OyaNet
+        Eval mode, on the CPU. Feed it frames with :func:`vssl_core.models.oya.oya_maps` and
+        waveforms at ``model.config.audio_sr`` (see :func:`vssl_core.models.audio.resample_audio`).
+    """
+    from vssl_core.data import sources
+
+    setup = setup or OyaSetup()
+    ds = sources.synthetic(synth_clips, synth_seed, progress=progress)
+    d = load_synthetic(ds, setup, data, progress=progress)
+    return train_oya(setup, d.train, d.data_key, size, progress=progress)
+
+
+# ------------------------------------------------------------------------------------ maps
+def oya_method_maps(model: OyaNet, ev: EvalArrays, suffix: str = "") -> dict[str, LocalizationMaps]:
+    """Localisation and potential maps (224 grid, "clean") of ``model`` on the pairs ``ev``
+    (:func:`vssl_core.models.oya_maps.both_maps`); ``suffix`` is appended to the two names
+    (e.g. ``" (n=750)"``)."""
+    loc, pot = oya_maps.both_maps(model, ev)
+    return {LOC + suffix: loc, POT + suffix: pot}
+
+
+def concat_set(ev: EvalArrays, setup: OyaSetup) -> ConcatSet:
+    """The concat-and-localize set of ``ev`` (box route, flows concatenated, frames keep their
+    size)."""
+    return concat_and_localize(ev.images, ev.audio, boxes=ev.boxes, flows=ev.flow,
+                               seed=setup.seed, n_pairs=setup.concat_pairs or None)
+
+
+def method_stream(oya_models: Mapping[str, OyaNet], rcgrad: RCGrad | None, ev: EvalArrays, map_size: int,
+                  seed: int = 0, random_rows: tuple[int, slice] | None = None
+                  ) -> Iterator[tuple[str, LocalizationMaps]]:
+    """Every method's maps on the pairs ``ev``, one method at a time (name, maps): each Oya model
+    (name -> model; its two maps get the name as suffix), RCGrad / FlowGrad-H / flow only when
+    ``rcgrad`` is not None, and the random floor. At most two methods' maps are alive at once
+    when the consumer drops each after use. ``random_rows`` = ``(n, rows)`` when ``ev`` is the
+    rows ``rows`` of a set of ``n``: the random floor then takes the same rows of the floor drawn
+    for all ``n`` (:func:`score_methods`)."""
+    for suffix, model in oya_models.items():
+        yield from oya_method_maps(model, ev, suffix).items()
+    if rcgrad is not None:
+        rc = rcgrad_maps.maps(rcgrad, ev)
+        yield "RCGrad", rc
+        fh = rcgrad_maps.flowgrad_h_from_rcgrad(rc, ev.flow)
+        del rc
+        yield "FlowGrad-H", fh
+        del fh
+        yield "Optical flow only", flow_only_maps(ev)
+    n, rows = random_rows if random_rows is not None else (len(ev), None)
+    yield RANDOM, random_maps(n, map_size, seed, rows)
+
+
+def score_methods(oya_models: Mapping[str, OyaNet], rcgrad: RCGrad | None, ev: EvalArrays,
+                  map_size: int, at: float = 0.3, n_boot: int = 1000, seed: int = 0,
+                  side: np.ndarray | None = None, keep: Sequence[str] = (),
+                  keep_rows: Sequence[int] = (), chunk: int = 128
+                  ) -> tuple[dict[str, EvalResult], dict[str, np.ndarray], dict[str, LocalizationMaps]]:
+    """Every method of :func:`method_stream` scored ``chunk`` samples at a time
+    (:func:`vssl_core.eval.scoring.score_chunked`): the same results as :func:`score_stream`
+    on all maps at once, with memory bounded by one chunk of one method's maps (~25 MB)
+    whatever the number of samples.
+
+    Parameters
+    ----------
+    ev : EvalArrays
+        The pairs (with ``gt``), e.g. a concat set's :meth:`~vssl_core.data.concat.ConcatSet.pairs`.
+    side : np.ndarray of str, shape (N,), optional
+        Concat sets: also the per-row :func:`side_accuracy` of every method.
+    keep, keep_rows : maps of the methods ``keep`` at the samples ``keep_rows`` (for figures).
+
+    Returns
+    -------
+    results, side accuracies (empty without ``side``), kept maps
+    """
+    n = len(ev)
+
+    def stream(rows: slice) -> Iterator[tuple[str, LocalizationMaps]]:
+        return method_stream(oya_models, rcgrad, ev.subset(rows), map_size, seed, random_rows=(n, rows))
+
+    per_map = (lambda m, rows: side_accuracy(m, side[rows])) if side is not None else None
+    return score_chunked(stream, ev.gt, at=at, n_boot=n_boot, seed=seed, per_map=per_map,
+                         keep=keep, keep_rows=keep_rows, chunk=chunk)
+
+
+def score_sizes(oya_models: Mapping[int, OyaNet], ev: EvalArrays, map_size: int,
+                at: float = 0.3, n_boot: int = 1000, seed: int = 0, chunk: int = 128
+                ) -> tuple[dict[int, dict[str, EvalResult]], EvalResult]:
+    """Table 1: the localisation and potential maps of each training size's model on ``ev``
+    (:func:`score_methods`, in chunks), and the random floor.
+
+    Returns
+    -------
+    ``{size: {LOC: result, POT: result}}`` and the random floor's result.
+    """
+    results: dict[int, dict[str, EvalResult]] = {}
+    floor = None
+    for size, model in oya_models.items():
+        res, _, _ = score_methods({"": model}, None, ev, map_size, at=at, n_boot=n_boot, seed=seed,
+                                  chunk=chunk)
+        floor = res.pop(RANDOM)
+        results[size] = res
+    if floor is None:
+        raise ValueError("no models given")
+    return results, floor
+
+
+def score_stream(stream: Iterable[tuple[str, LocalizationMaps]], gt: np.ndarray, at: float = 0.3,
+                 n_boot: int = 1000, seed: int = 0, side: np.ndarray | None = None,
+                 keep: Sequence[str] = ()) -> tuple[dict[str, EvalResult], dict[str, np.ndarray],
+                                                     dict[str, LocalizationMaps]]:
+    """:func:`vssl_core.eval.scoring.score_stream` with, when ``side`` is given, the per-row
+    :func:`side_accuracy` of every method as its per-map values."""
+    per_map = (lambda m: side_accuracy(m, side)) if side is not None else None
+    return _score_stream(stream, gt, at=at, n_boot=n_boot, seed=seed, per_map=per_map, keep=keep)
+
+
+def concat_maps(oya_models: Mapping[str, OyaNet], rcgrad: RCGrad | None, cs: ConcatSet,
+                audio_sr: int, map_size: int, seed: int = 0) -> dict[str, LocalizationMaps]:
+    """Every method's maps on a concat set at once (:func:`method_stream` collected; prefer
+    :func:`score_methods` for large sets)."""
+    return dict(method_stream(oya_models, rcgrad, cs.pairs(audio_sr), map_size, seed))
+
+
+def side_accuracy(maps: LocalizationMaps, side: np.ndarray) -> np.ndarray:
+    """Per concat row: 1 when the post-processed map has more mass on ``side``'s half, 0 when
+    less, 0.5 on a tie (e.g. an all-zero map).
+
+    Parameters
+    ----------
+    maps : LocalizationMaps, (M, 224, 224)
+    side : np.ndarray of str, shape (M,)
+        "left" or "right" (:attr:`vssl_core.data.concat.ConcatSet.side`).
+
+    Returns
+    -------
+    np.ndarray, float64, shape (M,)
+    """
+    side = np.asarray(side).astype(str)
+    if side.shape != (len(maps.maps),) or not np.isin(side, ("left", "right")).all():
+        raise data_error(None, "side", f"need {len(maps.maps)} values 'left'/'right', got "
+                         f"{side.shape}", "pass ConcatSet.side")
+    half = maps.maps.shape[2] // 2
+    left, right = np.zeros(len(side)), np.zeros(len(side))
+    for start in range(0, len(side), 64):  # chunks: no (M, 224, 224) float64 copy
+        m = metrics.postprocess(maps.maps[start:start + 64], maps.postprocess).astype(np.float64)
+        left[start:start + 64] = m[:, :, :half].sum(axis=(1, 2))
+        right[start:start + 64] = m[:, :, half:].sum(axis=(1, 2))
+    good = np.where(side == "left", left - right, right - left)
+    return np.where(good > 0, 1.0, np.where(good < 0, 0.0, 0.5))
+
+
+def pick_examples(gain: np.ndarray, clips: Sequence[str], n_best: int = 2, n_worst: int = 1
+                  ) -> list[tuple[int, str]]:
+    """Example rows ``(index, caption)``: the ``n_best`` samples with the largest ``gain``
+    (e.g. localisation minus potential cIoU) and the ``n_worst`` with the smallest, at most one
+    per clip (neighbouring frames of a clip look alike). NaN gains count as 0."""
+    g = np.nan_to_num(np.asarray(gain, dtype=np.float64))
+    clips = np.asarray(clips).astype(str)
+    if g.shape != clips.shape:
+        raise data_error(None, "clips", f"{clips.shape} clips for {g.shape} gains",
+                         "pass one clip name per sample")
+    chosen: list[tuple[int, str]] = []
+    used: set[str] = set()
+    for order, count, caption in ((np.argsort(-g, kind="stable"), n_best, "sound helps"),
+                                  (np.argsort(g, kind="stable"), n_worst, "sound hurts")):
+        taken = 0
+        for i in order:
+            if taken == count:
+                break
+            if clips[i] in used:
+                continue
+            chosen.append((int(i), caption))
+            used.add(clips[i])
+            taken += 1
+    return chosen
+
+
+# ---------------------------------------------------------------------------------- tables
+def _ci_row(r: EvalResult, prefix: str = "") -> dict[str, float]:
+    return result_columns(r, prefix)
+
+
+def _paper(table: Mapping[int, tuple], size: int, idx: tuple[int, int]) -> tuple[float, float]:
+    row = table.get(size)
+    return (row[idx[0]], row[idx[1]]) if row else (math.nan, math.nan)
+
+
+def size_table(results: Mapping[int, Mapping[str, EvalResult]], random: EvalResult | None = None,
+               paper: Mapping[int, tuple] = OYA_TABLE1_DE_NOVO,
+               paper_random: tuple[float, float] = OYA_RANDOM["table1"]) -> pd.DataFrame:
+    """Table 1 / 5 analogue: one row per (training size, map) with CIs, and the paper's value
+    for the same size when it has one (its sizes are 1k, 2.5k, 10k, 144k; default: the de novo
+    columns of Table 1, as our models are trained from scratch).
+
+    ``results[size]`` holds :data:`LOC` and :data:`POT` results; ``random`` adds the floor row
+    (``train_size`` 0) with ``paper_random`` beside it."""
+    rows = []
+    for size, res in results.items():
+        for name, idx in ((LOC, (0, 1)), (POT, (2, 3))):
+            p = _paper(paper, size, idx)
+            rows.append({"train_size": size, "map": name, "n": res[name].n, **_ci_row(res[name]),
+                         "paper_cIoU@0.5": p[0], "paper_AUC": p[1]})
+    if random is not None:
+        rows.append({"train_size": 0, "map": RANDOM, "n": random.n, **_ci_row(random),
+                     "paper_cIoU@0.5": paper_random[0], "paper_AUC": paper_random[1]})
+    return pd.DataFrame(rows)
+
+
+def _paired_rows(a: EvalResult, b: EvalResult, n_boot: int, seed: int) -> dict[str, float]:
+    row: dict[str, float] = {}
+    for metric, pb in paired_gaps(a, b, n_boot, seed).items():
+        row.update({f"{metric}_gap": pb.diff, f"{metric}_lo": pb.lo, f"{metric}_hi": pb.hi,
+                    f"{metric}_p": pb.p_value})
+    return row
+
+
+def gap_table(results: Mapping[int, Mapping[str, EvalResult]], n_boot: int = 1000,
+              seed: int = 0, paper: Mapping[int, tuple] = OYA_TABLE1_DE_NOVO) -> pd.DataFrame:
+    """The performance gap (localisation minus potential map) per training size, paired
+    bootstrap; the paper's gap for the same size when it has one."""
+    rows = []
+    for size, res in results.items():
+        p = paper.get(size)
+        rows.append({"train_size": size, "n": res[LOC].n,
+                     **_paired_rows(res[LOC], res[POT], n_boot, seed),
+                     "paper_cIoU_gap": p[0] - p[2] if p else math.nan,
+                     "paper_AUC_gap": p[1] - p[3] if p else math.nan})
+    return pd.DataFrame(rows)
+
+
+def type_table(results: Mapping[str, EvalResult], types: np.ndarray, at: float = 0.3,
+               n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
+    """Table 4 analogue: per type, localisation and potential maps (CIs), their paired gap, the
+    random floor (when ``results`` has :data:`RANDOM`) and the paper's numbers.
+
+    Types without samples are left out (a "none" type is shown when present)."""
+    per = sample_types.evaluate_by_type({k: r.cious for k, r in results.items()}, types, at=at,
+                                        n_boot=n_boot, seed=seed)
+    gaps = sample_types.method_gap_by_type(results[LOC].cious, results[POT].cious, types, at=at,
+                                           n_boot=n_boot, seed=seed)
+    c = f"cIoU@{at:g}"
+    rows = []
+    for _, g in gaps.iterrows():
+        t = g["type"]
+        row: dict[str, object] = {"type": t, "n": int(g["n"])}
+        for name, tag in ((LOC, "loc_"), (POT, "pot_"), (RANDOM, "random_")):
+            if name not in results:
+                continue
+            r = per[(per["method"] == name) & (per["type"] == t)].iloc[0]
+            row.update({f"{tag}{c}": r[c], f"{tag}{c}_lo": r[f"{c}_lo"], f"{tag}{c}_hi": r[f"{c}_hi"],
+                        f"{tag}AUC": r["AUC"], f"{tag}AUC_lo": r["AUC_lo"], f"{tag}AUC_hi": r["AUC_hi"]})
+        row.update({f"gap_{c}": g[f"{c}_gap"], f"gap_{c}_lo": g[f"{c}_lo"],
+                    f"gap_{c}_hi": g[f"{c}_hi"], "gap_AUC": g["AUC_gap"],
+                    "gap_AUC_lo": g["AUC_lo"], "gap_AUC_hi": g["AUC_hi"]})
+        p = OYA_TABLE4.get(t)
+        row.update({"paper_loc_IoU": p[0] if p else math.nan, "paper_pot_IoU": p[2] if p else math.nan,
+                    "paper_gap_IoU": p[0] - p[2] if p else math.nan})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def type_gap_table(results: Mapping[str, EvalResult], types: np.ndarray,
+                   comparisons: Sequence[tuple[str, str]], at: float = 0.3, n_boot: int = 1000,
+                   seed: int = 0) -> pd.DataFrame:
+    """Paired gaps ``a - b`` within each type for several method pairs (one row per pair and
+    type); pairs naming a method not in ``results`` are skipped."""
+    frames = []
+    for a, b in comparisons:
+        if a not in results or b not in results:
+            continue
+        g = sample_types.method_gap_by_type(results[a].cious, results[b].cious, types, at=at,
+                                            n_boot=n_boot, seed=seed)
+        g.insert(0, "comparison", f"{a} - {b}")
+        frames.append(g)
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def protocol_table(original: Mapping[str, EvalResult], concat: Mapping[str, EvalResult],
+                   side: Mapping[str, np.ndarray] | None = None) -> pd.DataFrame:
+    """Each method on the original pairs and on the concat-and-localize set, side by side, with
+    the concat side accuracy when given (methods present in both)."""
+    rows = []
+    for name in original:
+        if name not in concat:
+            continue
+        o, k = original[name], concat[name]
+        row = {"method": name, "n_original": o.n, "n_concat": k.n}
+        row.update(_ci_row(o, "orig_"))
+        row.update(_ci_row(k, "concat_"))
+        if side is not None and name in side:
+            row["side_accuracy"] = float(np.mean(side[name]))
+        rows.append(row)
+    return pd.DataFrame(rows)
