@@ -97,9 +97,6 @@ def random_maps(n: int, map_size: int, seed: int = 0, rows: slice | None = None)
     return LocalizationMaps(resize_to_grid(noise).astype(np.float32), "clean", "random")
 
 
-def detect(self, clip: str, time: float) -> list[Detection]: ...
-
-
 # -- detections -----------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Detection:

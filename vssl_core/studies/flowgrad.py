@@ -38,7 +38,7 @@ __all__ = ["FlowGradSetup", "FLOWGRAD_TABLE1", "METHODS", "load_pairs", "trained
            "real_detector", "real_evaluation"]
 
 #: FlowGrad Table 1: (IoU at the header's tau = 0.5, AUC). The released evaluation uses an
-#: IoU cut-off of 0.3 although the header says 0.5 (docs/conventions.md, "Cut-offs").
+#: IoU cut-off of 0.3 although the header says 0.5 (docs/conventions.md, "Metrics: cIoU, cut-offs and AUC").
 FLOWGRAD_TABLE1 = {
     "Vision-only+CF+TF (topline)": (0.68, 0.51),
     "Optical flow only (baseline)": (0.33, 0.23),
