@@ -22,6 +22,11 @@ def test_verdicts():
     assert verdict(-0.3, -0.1) == "opposite"
     assert verdict(-0.1, 0.1) == "not resolved"
     assert verdict(np.nan, 0.1) == "not resolved"
+    # an interval that excludes 0 is not enough: the effect must be at least 0.02
+    assert verdict(0.005, 0.04, 0.015) == "too small to matter"
+    assert verdict(0.005, 0.06, 0.028) == "reproduced"
+    assert verdict(-0.03, -0.001, -0.01) == "too small to matter"
+    assert verdict(0.001, 0.2, 0.02, min_effect=0.05) == "too small to matter"
 
 
 def test_paired_claims_on_hand_built_scores():

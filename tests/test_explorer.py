@@ -221,20 +221,20 @@ def test_htf_provider_uses_table4_rows_and_the_cached_flow_fields(monkeypatch):
     ev = _eval_set()
     field = {em._time_key(c, t): np.full((4, 4, 2), i, np.float32)
              for i, (c, t) in enumerate(zip(ev.clips, ev.times))}
-    monkeypatch.setattr(hear_the_flow, "model_config", lambda setup, **kw: kw)
-    monkeypatch.setattr(hear_the_flow, "train_model", lambda cfg, setup, arrays, key, progress: cfg)
+    monkeypatch.setattr(hear_the_flow, "trained_models", lambda setup, models, rows, progress: {
+        rows[0]: {"row": rows[0]}})
     monkeypatch.setattr(lvs_maps, "maps", lambda model, b: (
         calls.append((model, b.flow_field)) or
         LocalizationMaps(np.zeros((len(b), GRID, GRID), np.float32), "median", "x")))
-    ctx = ex.Lazy(lambda: {"setup": None, "arrays": None, "key": "k", "prior": "p", "flow_fields": field})
+    ctx = ex.Lazy(lambda: {"setup": None, "models": None, "flow_fields": field})
     e = ex.Explorer(ev, {m: ex.LazyMethod(m, em._htf_method(m, ctx, False), uses_audio=True,
                                           needs_model=True) for m in ("LVS", "HTF")}, audio_sr=SR)
     assert e.view("HTF", 2).postprocess == "median"
     model, flow_field = calls[-1]
-    assert model == {"flow": True, "pretrained": True, "frozen": True, "prior": "p"}
+    assert model == {"row": "f"}                                       # HTF: Table 4 row f
     assert flow_field.shape == (1, 4, 4, 2) and (flow_field == 2).all()  # sample 2's field
     e.view("LVS", 0)
-    assert calls[-1][0]["flow"] is False and calls[-1][1] is None
+    assert calls[-1][0] == {"row": "b"} and calls[-1][1] is None      # LVS: row b, no flow
     e.ev.times[1] = 7.0  # a pair without a cached field
     with pytest.raises(ex.MethodUnavailable, match="flow field"):
         e.view("HTF", 1)

@@ -24,14 +24,25 @@ def test_model_config_rows():
     assert set(hs.TABLE4_ROWS) == set("abcdef")
     a = hs.model_config(SETUP, flow=False, pretrained=False, frozen=False)
     assert a.flow_encoder == "none" and a.pretrained_vision is None and not a.freeze_vision
-    f = hs.model_config(SETUP, flow=True, pretrained=True, frozen=True, prior="p.pt")
-    assert (f.flow_encoder, f.pretrained_vision, f.freeze_vision, f.pretrained_flow) == ("resnet", "p.pt", True, True)
-    mp = hs.model_config(SETUP, flow=True, pretrained=True, frozen=True, prior="p.pt", flow_encoder="maxpool")
+    f = hs.model_config(SETUP, flow=True, pretrained=True, frozen=True)
+    assert (f.flow_encoder, f.freeze_vision, f.pretrained_flow) == ("resnet", True, True)
+    mp = hs.model_config(SETUP, flow=True, pretrained=True, frozen=True, flow_encoder="maxpool")
     assert mp.flow_encoder == "maxpool"
-    with pytest.raises(ValueError, match="prior"):
-        hs.model_config(SETUP, flow=True, pretrained=True, frozen=False)
     with pytest.raises(ValueError, match="freezing"):
-        hs.model_config(SETUP, flow=True, pretrained=False, frozen=True, prior="p.pt")
+        hs.model_config(SETUP, flow=True, pretrained=False, frozen=True)
+    # the released loss rules: easy negatives on the confident region, max-pooled audio
+    assert (f.easy_negatives, f.audio_pool, f.eps_p, f.eps_n, f.tau) == ("confident", "max", 0.65, 0.4, 0.03)
+
+
+def test_model_specs_cover_table4_and_5_with_distinct_keys(tmp_path):
+    from vssl_core.training.store import Models
+
+    specs = hs.model_specs(SETUP, Models(cache_root=tmp_path, progress=False), progress=False)
+    assert set(specs) == set("abcdef") | {"MaxPool", "prior"}
+    keys = {s.key for s in specs.values()}
+    assert len(keys) == len(specs)
+    # rows with the vision prior name it in their recipe; rows without do not
+    assert specs["b"].recipe["vision"] == {"object_prior": specs["prior"].key} and specs["a"].recipe["vision"] is None
     with pytest.raises(ValueError, match="not HearTheFlowSetup fields"):
         hs.HearTheFlowSetup.from_params(epochz=3)
 

@@ -11,9 +11,9 @@ from vssl_core.models.encoders import resnet18_encoder
 from vssl_core.models.htf import HTF, FlowAttention, HTFConfig, build_htf, prepare_flow_field
 from vssl_core.models.lvs import (LVS, LVSConfig, build_lvs, cosine_maps, prepare_lvs_audio, trimap_logits,
                                   trimap_loss)
-from vssl_core.models.pretrain import (PRIOR_CLASSES, VehiclePretrainConfig, load_encoder_weights,
-                                       load_imagenet_weights, pretrain_vehicle_classifier, save_encoder_state,
-                                       vehicle_crops)
+from vssl_core.models.pretrain import (PRIOR_CLASSES, PriorArrays, PriorConfig, PriorNet, load_encoder_weights,
+                                       load_imagenet_weights, object_targets, save_encoder_state)
+from vssl_core.training.loop import TrainConfig, train
 
 SIZE, WIDTH = 64, 0.25
 
@@ -23,16 +23,22 @@ def _sigmoid(x):
     return 1.0 / (1.0 + np.exp(-x))
 
 
-def _numpy_trimap(S, eps_p=0.65, eps_n=0.4, tau=0.03, temp=0.07, summed=False):
+def _confident_mean(s, eps_p, tau):
+    m = _sigmoid((s - eps_p) / tau)
+    return (m * s).sum() / m.sum()
+
+
+def _numpy_trimap(S, eps_p=0.65, eps_n=0.4, tau=0.03, temp=0.07, summed=False, easy_rule="confident"):
     """Independent float64 reference of the documented formulas."""
     n = S.shape[0]
     losses = []
     for i in range(n):
         s = S[i, i].ravel()
-        mp, mn = _sigmoid((s - eps_p) / tau), 1.0 - _sigmoid((s - eps_n) / tau)
-        P = (mp * s).sum() / mp.sum()
+        mn = 1.0 - _sigmoid((s - eps_n) / tau)
+        P = _confident_mean(s, eps_p, tau)
         H = (mn * s).sum() / mn.sum()
-        easy = [S[i, j].mean() for j in range(n) if j != i]
+        easy = [_confident_mean(S[i, j].ravel(), eps_p, tau) if easy_rule == "confident" else S[i, j].mean()
+                for j in range(n) if j != i]
         z = np.array([P, H + sum(easy)] if summed else [P, H, *easy]) / temp
         losses.append(-(z[0] - np.log(np.exp(z - z.max()).sum()) - z.max()))
     return float(np.mean(losses))
@@ -50,7 +56,7 @@ def _two_level_sims():
 
 def test_trimap_loss_hand_checkable():
     S = _two_level_sims()
-    logits = trimap_logits(torch.tensor(S)).numpy() * 0.07
+    logits = trimap_logits(torch.tensor(S), easy_negatives="mean").numpy() * 0.07
     # By hand: masks are binary up to sigmoid(+-8.33) / sigmoid(+-10) (< 3e-4 off), so
     # P_i ~ 0.9, H_i ~ 0.1 and the easy negatives are the constant off-diagonal maps.
     assert np.allclose(logits[:, 0], 0.9, atol=1e-3)
@@ -59,19 +65,43 @@ def test_trimap_loss_hand_checkable():
     # ... so the loss is close to the closed-form CE with those rounded values.
     z = np.array([[0.9, 0.1, 0.2], [0.9, 0.1, -0.3]]) / 0.07
     by_hand = np.mean([np.log(np.exp(r - r[0]).sum()) for r in z])
-    assert abs(float(trimap_loss(torch.tensor(S))) - by_hand) < 0.02
+    assert abs(float(trimap_loss(torch.tensor(S), easy_negatives="mean")) - by_hand) < 0.02
     # ... and equal to the exact float64 formula to 1e-5.
+    assert abs(float(trimap_loss(torch.tensor(S), easy_negatives="mean")) - _numpy_trimap(S, easy_rule="mean")) < 1e-5
+    # The released rule averages a constant cross map over its own (tiny) confident region: the
+    # constant itself, so the same logits here; it differs where a cross map has structure.
+    assert np.allclose(trimap_logits(torch.tensor(S)).numpy() * 0.07, logits, atol=1e-9)
     assert abs(float(trimap_loss(torch.tensor(S))) - _numpy_trimap(S)) < 1e-5
 
 
+@pytest.mark.parametrize("easy", ["confident", "mean"])
 @pytest.mark.parametrize("negatives", ["separate", "summed"])
-def test_trimap_loss_matches_numpy_on_random_maps(negatives):
+def test_trimap_loss_matches_numpy_on_random_maps(negatives, easy):
     rng = np.random.default_rng(0)
     S = np.tanh(rng.normal(0.3, 0.5, size=(4, 4, 3, 5)))
-    got = float(trimap_loss(torch.tensor(S, dtype=torch.float32), negatives=negatives))
-    assert abs(got - _numpy_trimap(S, summed=negatives == "summed")) < 1e-5 * max(1.0, abs(got))
+    got = float(trimap_loss(torch.tensor(S, dtype=torch.float32), negatives=negatives, easy_negatives=easy))
+    assert abs(got - _numpy_trimap(S, summed=negatives == "summed", easy_rule=easy)) < 1e-5 * max(1.0, abs(got))
     shape = trimap_logits(torch.tensor(S), negatives=negatives).shape
     assert shape == ((4, 5) if negatives == "separate" else (4, 2))
+
+
+def test_a_map_that_ignores_the_audio_cannot_reach_a_low_loss():
+    """S_ij = S_ii for every j (the map ignores the sound) with a small confident blob: under the
+    released rule every easy negative equals the positive, so the loss stays at chance log(N)
+    or above; the plain-mean rule lets the same map reach a loss near 0 (the shortcut)."""
+    n, h, w = 8, 7, 7
+    base = np.full((h, w), -0.5)
+    base[2:4, 3:5] = 0.95                                    # confident on a small region
+    S = np.broadcast_to(base, (n, n, h, w)).copy()            # the same map whatever the audio
+    released = float(trimap_loss(torch.tensor(S)))
+    literal = float(trimap_loss(torch.tensor(S), easy_negatives="mean"))
+    assert released >= np.log(n) - 1e-3          # N equal logits (the hard negative is far below)
+    assert literal < 0.01
+    # a map that listens: confident only with its own audio
+    S2 = np.full((n, n, h, w), -0.5)
+    for i in range(n):
+        S2[i, i] = base
+    assert float(trimap_loss(torch.tensor(S2))) < 0.01
 
 
 def test_trimap_loss_finite_when_map_saturates():
@@ -257,39 +287,65 @@ def test_build_htf_loads_prior_into_both_encoders(tmp_path):
     assert report.ignored == () and torch.equal(lvs.image_encoder.conv1.weight, src.conv1.weight)
 
 
-def test_vehicle_crops_from_objects_table():
-    frame = np.zeros((180, 320, 3), np.uint8)
-    frame[45:90, 80:160] = (255, 0, 0)  # a red "car": box (320, 180, 320, 180) in 1280x720 units
+def test_object_targets_paint_far_to_near_and_average_over_cells():
+    """A 1280x720 frame seen at 8 px on a 2x2 grid (4 px cells): a near car over a far bus."""
     objects = pd.DataFrame({
-        "filename": ["c", "c", "c", "c", "other"], "time": [0.5, 0.5, 0.5, 0.5, 0.5],
-        "label": ["car", "tree", "car", "car", "bus"],
-        "x": [320.0, 0.0, np.nan, 0.0, 0.0], "y": [180.0, 0.0, np.nan, 0.0, 0.0],
-        "w": [320.0, 100.0, np.nan, 100.0, 100.0], "h": [180.0, 200.0, np.nan, 100.0, 100.0],
-        "visible_fraction": [1.0, 1.0, 1.0, 0.2, 1.0],
+        "filename": ["c", "c", "c", "c"], "time": [0.5, 0.5, 0.5, 0.5],
+        "label": ["bus", "car", "tree", "car"],
+        "x": [0.0, 0.0, 640.0, 640.0], "y": [0.0, 0.0, 360.0, 0.0],
+        "w": [640.0, 320.0, 640.0, 640.0], "h": [360.0, 360.0, 360.0, 360.0],
+        "visible_fraction": [1.0, 1.0, 1.0, 0.1], "depth": [0.9, 0.2, 0.5, 0.1],
     })
-    images, labels = vehicle_crops({("c", 0.5): frame}, objects, size=16, context=0.0)
-    assert images.shape == (2, 16, 16, 3) and images.dtype == np.uint8
-    assert labels.tolist() == [PRIOR_CLASSES.index("car"), PRIOR_CLASSES.index("tree")]
-    assert np.all(images[0] == (255, 0, 0)) and np.all(images[1] == 0)
-    with pytest.raises(DataError, match="visible_fraction"):
-        vehicle_crops({}, objects.drop(columns="visible_fraction"))
+    t = object_targets(objects, [("c", 0.5), ("c", 1.0)], image_size=8, grid=2)
+    assert t.shape == (2, len(PRIOR_CLASSES), 2, 2) and np.allclose(t.sum(1), 1.0)
+    car, bus, tree, bg = (PRIOR_CLASSES.index(k) for k in ("car", "bus", "tree", "background"))
+    # top-left cell: the near car covers the left half (x < 2 px), the far bus the rest
+    assert t[0, car, 0, 0] == pytest.approx(0.5) and t[0, bus, 0, 0] == pytest.approx(0.5)
+    assert t[0, tree, 1, 1] == pytest.approx(1.0)           # bottom-right: the tree
+    assert t[0, bg, 0, 1] == pytest.approx(1.0)             # top-right car is 10% visible: background
+    assert t[1, bg].min() == pytest.approx(1.0)             # a frame without objects
+    with pytest.raises(DataError, match="depth"):
+        object_targets(objects.drop(columns="depth"), [("c", 0.5)], 8, 2)
 
 
-def test_vehicle_pretraining_reduces_loss():
+def test_object_prior_learns_and_its_encoder_loads_into_a_model():
+    """Objects (bright squares) on a dark background: the per-cell loss falls and the trained
+    encoder's weights load into an LVS image encoder."""
     rng = np.random.default_rng(0)
-    n = 16
-    labels = np.arange(n) % 2
-    images = rng.integers(0, 40, size=(n, 32, 32, 3)).astype(np.uint8)
-    images[labels == 0, :, :, 0] += 200  # class 0 reddish, class 1 bluish: separable by colour
-    images[labels == 1, :, :, 2] += 200
-    cfg = VehiclePretrainConfig(width=WIDTH, image_size=32, n_classes=2, epochs=6, batch_size=8, lr=3e-3, seed=0)
-    res = pretrain_vehicle_classifier(images, labels, cfg, progress=False)
-    assert res.losses.shape == (6,)
-    assert res.losses[-1] < 0.5 * res.losses[0]
-    enc = resnet18_encoder(3, WIDTH)
-    load_encoder_weights(enc, res.encoder_state)
-    assert torch.equal(enc.conv1.weight, res.encoder_state["conv1.weight"])
-    again = pretrain_vehicle_classifier(images, labels, cfg, progress=False)
-    assert np.array_equal(again.losses, res.losses)
-    with pytest.raises(ValueError, match="labels"):
-        pretrain_vehicle_classifier(images, labels + 5, cfg, progress=False)
+    n, size = 32, 32
+    images = rng.integers(0, 30, (n, size, size, 3), dtype=np.uint8)
+    targets = np.zeros((n, len(PRIOR_CLASSES), 2, 2), np.float32)
+    targets[:, 0] = 1.0
+    for i in range(n):
+        r, c = divmod(i % 4, 2)
+        images[i, r * 16:(r + 1) * 16, c * 16:(c + 1) * 16] = 220
+        targets[i, :, r, c] = 0.0
+        targets[i, 1, r, c] = 1.0
+    cfg = PriorConfig(width=WIDTH, layer4_stride=2, image_size=size)
+    assert cfg.grid == 1  # stride 32: one cell at 32 px
+    cfg = PriorConfig(width=WIDTH, layer4_stride=1, image_size=size)
+    assert cfg.grid == 2
+    torch.manual_seed(0)
+    net = PriorNet(cfg)
+    _, history = train(net, TrainConfig(epochs=5, batch_size=8, lr=3e-3, bn_batches=2, device="cpu"),
+                       PriorArrays(images, targets), PriorArrays(images[:8], targets[:8]), progress=False)
+    assert history[-1]["train_loss"] < 0.6 * history[0]["train_loss"]
+    assert "val_retrieval" not in history[0]  # no pairs to rank
+    lvs = LVS(LVSConfig(width=WIDTH, image_size=size))
+    load_encoder_weights(lvs.image_encoder, net.encoder_state())
+    assert torch.equal(lvs.image_encoder.conv1.weight, net.encoder.conv1.weight)
+
+
+def test_batchnorm_recalibration_averages_the_given_batches():
+    from vssl_core.training.batchnorm import recalibrate
+
+    model = torch.nn.Sequential(torch.nn.BatchNorm1d(2), torch.nn.BatchNorm1d(2))
+    model[1].eval()
+    model[1].train = lambda mode=True: model[1]  # a "frozen" layer its model keeps in eval mode
+    frozen_mean = model[1].running_mean.clone()
+    model[0].running_mean.fill_(5.0)
+    batches = [torch.tensor([[0.0, 2.0], [2.0, 4.0]]), torch.tensor([[4.0, 6.0], [6.0, 8.0]])]
+    n = recalibrate(model, batches, lambda m, b: m(b))
+    assert n == 1 and not model.training
+    assert torch.allclose(model[0].running_mean, torch.tensor([3.0, 5.0]))  # mean of the batch means
+    assert model[0].momentum == 0.1 and torch.equal(model[1].running_mean, frozen_mean)

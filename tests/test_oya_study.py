@@ -14,7 +14,8 @@ from vssl_core.eval.metrics import GRID
 from vssl_core.eval.scoring import score
 from vssl_core.models.audio import resample_audio
 from vssl_core.models.baselines import random_maps
-from vssl_core.training.localizer import LocalizerArrays
+from vssl_core.data.arrays import TrainingArrays
+from vssl_core.training.store import Models
 from vssl_core.training.rcgrad_family import RCGradFamilySetup as FlowGradSetup
 
 from conftest import make_pairs
@@ -190,27 +191,32 @@ def test_protocol_table_joins_methods_present_in_both():
 
 
 # -- training and maps on tiny inputs -------------------------------------------------------------
-def test_train_oya_caches_and_maps_ignore_sound_for_the_potential(tmp_path, monkeypatch):
-    monkeypatch.setenv("VSSL_DATA_DIR", str(tmp_path))
+def test_sizes_train_on_nested_prefixes_and_the_potential_ignores_the_sound(tmp_path, monkeypatch):
     rng = np.random.default_rng(0)
-    setup = oy.OyaSetup.from_params(**TINY)
-    arrays = LocalizerArrays(rng.integers(0, 256, (8, 16, 16, 3), dtype=np.uint8),
-                             rng.uniform(-1, 1, (8, 1, 1600)).astype(np.float32))
-    m1 = oy.train_oya(setup, arrays, "tiny", size=6, progress=False)
-    assert not m1.training and m1.config == setup.model_config
-    assert len(list((tmp_path / "cache" / "models").glob("oyanet-*"))) == 1
-    m2 = oy.train_oya(setup, arrays, "tiny", size=6, progress=False)     # from the cache
-    for (k, a), (_, b) in zip(m1.state_dict().items(), m2.state_dict().items()):
-        assert torch.equal(a, b), k
-    models = oy.train_sizes(setup, arrays, "tiny", progress=False)
-    assert set(models) == {6, 8}
-    assert len(list((tmp_path / "cache" / "models").glob("oyanet-*"))) == 2
+    arrays = TrainingArrays(rng.integers(0, 256, (8, 16, 16, 3), dtype=np.uint8),
+                            rng.uniform(-1, 1, (8, 1, 1600)).astype(np.float32))
+    seen = []
+    monkeypatch.setattr(oy, "_windows", lambda setup, data, progress=True: (arrays, arrays))
+    monkeypatch.setattr(oy, "validation_metrics", lambda data: None)
+    setup = oy.OyaSetup.from_params(**TINY, prior_epochs=0)
+    data = oy.data_setup(setup, FlowGradSetup(train_windows=8))
+    models = Models(cache_root=tmp_path, progress=False, say=None)
+    specs = oy.model_specs(setup, data, models, progress=False)
+    assert set(specs) == {6, 8} and specs[6].key != specs[8].key   # no prior: "de novo"
+    for n in (6, 8):
+        train, _ = specs[n].data()
+        seen.append(len(train))
+        assert np.array_equal(train.images, arrays.images[:n])
+    assert seen == [6, 8]
+    trained = oy.trained_sizes(setup, data, models, progress=False)
+    assert set(trained) == {6, 8} and not trained[6].training
+    assert len(list(tmp_path.glob("oya-*"))) == 2
     with pytest.raises(ValueError):
-        oy.train_oya(setup, arrays, "tiny", size=9, progress=False)
+        oy._prefix(arrays, 9)
     images = rng.integers(0, 256, (3, 16, 16, 3), dtype=np.uint8)
     audio = rng.uniform(-1, 1, (3, 1, 3200)).astype(np.float32)       # 16 kHz, resampled
-    a = oy.oya_method_maps(m1, make_pairs(images, audio), " x")
-    b = oy.oya_method_maps(m1, make_pairs(images, audio[::-1].copy()), " x")
+    a = oy.oya_method_maps(trained[6], make_pairs(images, audio), " x")
+    b = oy.oya_method_maps(trained[6], make_pairs(images, audio[::-1].copy()), " x")
     assert set(a) == {oy.LOC + " x", oy.POT + " x"}
     assert a[oy.POT + " x"].maps.shape == (3, GRID, GRID)
     assert np.array_equal(a[oy.POT + " x"].maps, b[oy.POT + " x"].maps)

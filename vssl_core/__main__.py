@@ -13,6 +13,7 @@ COMMANDS = {
     "evaluate": "score your own heatmaps (N,224,224) against ground-truth maps: cIoU, AUC, CIs",
     "pairs": "summarise the evaluation pairs of an Urbansas-layout folder (JSON)",
     "synth": "generate synthetic urban scenes in the official Urbansas layout",
+    "train": "train every model the notebooks use and write the shipped weights (weights/<profile>/)",
 }
 
 

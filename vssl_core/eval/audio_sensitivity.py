@@ -17,7 +17,7 @@ import numpy as np
 
 from vssl_core.eval.maps import LocalizationMaps
 
-__all__ = ["swap_partners", "map_correlations", "audio_sensitivity"]
+__all__ = ["swap_partners", "map_correlations", "audio_sensitivity", "sensitivity_table"]
 
 
 def swap_partners(n: int, seed: int = 0) -> np.ndarray:
@@ -60,3 +60,11 @@ def audio_sensitivity(map_fn: Callable[[object], LocalizationMaps], ev, seed: in
         rows = slice(start, start + chunk)
         corr.append(map_correlations(map_fn(ev.subset(rows)).maps, map_fn(swapped.subset(rows)).maps))
     return float(1.0 - np.concatenate(corr).mean())
+
+
+def sensitivity_table(map_functions, ev, seed: int = 0):
+    """One row per method (name -> map function): its :func:`audio_sensitivity` on ``ev``."""
+    import pandas as pd
+
+    return pd.DataFrame([{"method": name, "n": len(ev), "audio sensitivity": audio_sensitivity(fn, ev, seed)}
+                         for name, fn in map_functions.items()])

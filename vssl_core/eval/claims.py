@@ -9,8 +9,11 @@ a dict of :class:`~vssl_core.eval.metrics.EvalResult`). :func:`check_claims` mea
 - an **independent** bootstrap of each side otherwise (e.g. two synthetic datasets that differ
   in the camera shake).
 
-Verdicts: ``"reproduced"`` when the interval lies above 0, ``"opposite"`` when it lies below 0,
-``"not resolved"`` when it contains 0 (more samples, seeds or epochs may settle it).
+Verdicts (:func:`verdict`): ``"reproduced"`` when the interval lies above 0 **and** the difference
+is at least :data:`MIN_EFFECT` (0.02: two points of cIoU or AUC); ``"opposite"`` when the interval
+lies below 0 and the difference is at most ``-MIN_EFFECT``; ``"too small to matter"`` when the
+interval excludes 0 but the difference is smaller than that; ``"not resolved"`` when the interval
+contains 0 (more samples, seeds or epochs may settle it). The notebooks' prose uses the same rule.
 """
 from __future__ import annotations
 
@@ -24,7 +27,10 @@ from vssl_core.eval import metrics
 from vssl_core.eval.bootstrap import paired_bootstrap, resample_indices
 from vssl_core.eval.metrics import EvalResult
 
-__all__ = ["Claim", "verdict", "check_claims"]
+__all__ = ["Claim", "MIN_EFFECT", "verdict", "check_claims"]
+
+#: The smallest difference (cIoU or AUC) that counts as an effect worth reporting.
+MIN_EFFECT = 0.02
 
 
 @dataclass(frozen=True)
@@ -47,11 +53,18 @@ class Claim:
     paper: str = ""
 
 
-def verdict(lo: float, hi: float) -> str:
-    """"reproduced" (interval above 0), "opposite" (below 0) or "not resolved"."""
+def verdict(lo: float, hi: float, diff: float | None = None, min_effect: float = MIN_EFFECT) -> str:
+    """The verdict on a difference with interval ``[lo, hi]`` (see the module docstring).
+
+    Without ``diff`` only the interval is judged (the midpoint stands for the difference)."""
     if not (np.isfinite(lo) and np.isfinite(hi)):
         return "not resolved"
-    return "reproduced" if lo > 0 else ("opposite" if hi < 0 else "not resolved")
+    d = (lo + hi) / 2 if diff is None else float(diff)
+    if lo > 0:
+        return "reproduced" if d >= min_effect else "too small to matter"
+    if hi < 0:
+        return "opposite" if d <= -min_effect else "too small to matter"
+    return "not resolved"
 
 
 def _independent(a: np.ndarray, b: np.ndarray, stat, n_boot: int, seed: int, level: float
@@ -89,5 +102,5 @@ def check_claims(results: Mapping[str, EvalResult], claims: Sequence[Claim], met
             how = "independent"
         name = f"cIoU@{a.cutoff:g}" if metric == "cIoU" else "AUC"
         rows.append({"claim": c.text, "paper": c.paper, "metric": name, "difference": diff,
-                     "lo": lo, "hi": hi, "bootstrap": how, "verdict": verdict(lo, hi)})
+                     "lo": lo, "hi": hi, "bootstrap": how, "verdict": verdict(lo, hi, diff)})
     return pd.DataFrame(rows)

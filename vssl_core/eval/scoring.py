@@ -17,6 +17,7 @@ import pandas as pd
 
 from vssl_core.eval import metrics
 from vssl_core.eval.bootstrap import PairedBootstrap, paired_bootstrap
+from vssl_core.eval.claims import verdict
 from vssl_core.eval.maps import LocalizationMaps
 from vssl_core.eval.metrics import EvalResult
 
@@ -148,7 +149,9 @@ def paired_gaps(a: EvalResult, b: EvalResult, n_boot: int = 1000, seed: int = 0
 def paired_table(results: Mapping[str, EvalResult], comparisons: Sequence[tuple[str, str]],
                  n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
     """One row per comparison ``A - B`` and metric (cIoU at A's cut-off, AUC): the paired
-    difference, its 95% interval and p-value; comparisons naming a missing method are skipped."""
+    difference, its 95% interval, p-value and :func:`vssl_core.eval.claims.verdict` ("A beats B"
+    reproduced only when the interval excludes 0 and the difference is at least 0.02);
+    comparisons naming a missing method are skipped."""
     rows = []
     for a, b in comparisons:
         if a not in results or b not in results:
@@ -156,5 +159,6 @@ def paired_table(results: Mapping[str, EvalResult], comparisons: Sequence[tuple[
         for metric, pb in paired_gaps(results[a], results[b], n_boot, seed).items():
             rows.append({"comparison": f"{a} - {b}", "metric": metric, "difference": pb.diff,
                          "lo": pb.lo, "hi": pb.hi, "p_value": pb.p_value,
-                         "CI excludes 0": bool(pb.lo > 0 or pb.hi < 0)})
+                         "CI excludes 0": bool(pb.lo > 0 or pb.hi < 0),
+                         "verdict": verdict(pb.lo, pb.hi, pb.diff)})
     return pd.DataFrame(rows)

@@ -85,7 +85,7 @@ class HTFConfig:
         Sample rate of the waveforms given to :func:`~vssl_core.models.lvs.prepare_lvs_audio`.
     audio_seconds : float
         Clip length used to build the data (3 s); not used by the network.
-    eps_p, eps_n, tau, temperature, negatives, audio_pool
+    eps_p, eps_n, tau, temperature, negatives, easy_negatives, audio_pool
         As :class:`~vssl_core.models.lvs.LVSConfig`.
     """
 
@@ -105,7 +105,8 @@ class HTFConfig:
     tau: float = 0.03
     temperature: float = 0.07
     negatives: str = "separate"
-    audio_pool: str = "avg"
+    easy_negatives: str = "confident"
+    audio_pool: str = "max"
 
     def __post_init__(self) -> None:
         _check_common(self)
@@ -265,8 +266,10 @@ class HTF(LVSEncoding, nn.Module):
         return trimap_loss(cosine_maps(out.image_features, out.audio_embedding), **loss_params(self.config))
 
 
-def build_htf(config: HTFConfig) -> tuple[HTF, dict[str, LoadReport]]:
-    """An HTF model with the vision prior of ``config.pretrained_vision`` loaded when set.
+def build_htf(config: HTFConfig, vision_state: Mapping[str, torch.Tensor] | None = None
+              ) -> tuple[HTF, dict[str, LoadReport]]:
+    """An HTF model with a vision prior loaded: ``vision_state`` (an image-encoder state, e.g. the
+    object prior's) when given, else the file ``config.pretrained_vision`` when set.
 
     Returns
     -------
@@ -277,11 +280,12 @@ def build_htf(config: HTFConfig) -> tuple[HTF, dict[str, LoadReport]]:
     """
     model = HTF(config)
     reports: dict[str, LoadReport] = {}
-    if config.pretrained_vision is not None:
-        path = os.fspath(config.pretrained_vision)
-        reports["image_encoder"] = load_encoder_weights(model.image_encoder, path)
+    source = vision_state if vision_state is not None else (
+        os.fspath(config.pretrained_vision) if config.pretrained_vision is not None else None)
+    if source is not None:
+        reports["image_encoder"] = load_encoder_weights(model.image_encoder, source)
         if config.flow_encoder == "resnet" and config.pretrained_flow:
-            reports["flow_encoder"] = load_encoder_weights(model.flow_encoder, path)
+            reports["flow_encoder"] = load_encoder_weights(model.flow_encoder, source)
         model.train(model.training)  # keep a frozen encoder in eval mode
     return model, reports
 

@@ -8,8 +8,8 @@ Facts implemented (Hear The Flow Sec. 3.1-3.2; docs/conventions.md, "LVS and Hea
 - Audio encoder: a 1-channel ResNet-18 (layer4 stride 2) on the LVS spectrogram
   (:func:`vssl_core.models.audio.lvs_spectrogram`: scipy, nperseg 512, noverlap 274,
   ``log(x + 1e-7) / 12``), input ``(N, 1, 257, frames)`` built by :func:`prepare_lvs_audio`;
-  its map is pooled to one vector (global average, Hear The Flow Eq. 2; ``audio_pool="max"``
-  offers global max pooling).
+  its map is pooled to one vector by global max pooling, as the released LVS and Hear The Flow
+  code does (``audio_pool="avg"``: global average, Hear The Flow Eq. 2).
 - Image features (per position) and the audio vector are L2-normalised; the localisation map
   ``S_ii`` is their cosine similarity at every position, values in [-1, 1], shape ``(N, h, w)``.
   Evaluation: resize to 224, then the ``"median"`` post-processing of :mod:`vssl_core.eval.metrics`.
@@ -24,11 +24,20 @@ through them as through any other term)::
     n_i = sigmoid((eps_n - S_ii) / tau)          # = 1 - sigmoid((S_ii - eps_n) / tau), confident negative region
     P_i = sum(m_p * S_ii) / sum(m_p)             # positive response
     H_i = sum(n_i * S_ii) / sum(n_i)             # hard negative: background of the same image
-    E_ij = mean over positions of S_ij, j != i   # easy negatives: the other clips' audio
+    m_ij = sigmoid((S_ij - eps_p) / tau)         # the same confident-region mask, on the cross map
+    E_ij = sum(m_ij * S_ij) / sum(m_ij), j != i  # easy negatives: the other clips' audio
 
 (``1 - m_n`` is computed as ``sigmoid((eps_n - S)/tau)``, which is the same number but does not
 round to exactly 0 in float32 when ``S`` is close to 1.) Positions with ``eps_n < S < eps_p``
 belong to neither region: they are the "ignored" uncertain zone of the tri-map.
+
+Easy negatives (``easy_negatives``): ``"confident"`` (default) averages each cross-pair map over
+its own confident region, as the released LVS and Hear The Flow code does; then a map that ignores
+the audio (``S_ij = S_ii`` for every ``j``) gives ``E_ij = P_i`` and sits at the chance loss
+``log N`` (or above), so the loss can only fall by making the map depend on the sound. ``"mean"`` is
+Hear The Flow Eq. 6 read literally (the plain spatial mean of ``S_ij``): a map that ignores the
+audio but is confident on a small region scores ``P_i`` far above every ``E_ij`` and reaches a
+loss near 0 without listening (docs/conventions.md, "LVS and Hear The Flow").
 
 ``negatives="separate"`` (default; the multi-logit form of the released LVS code, as
 specified for this project): ``logits_i = [P_i, H_i, E_ij for j != i] / temperature`` and the
@@ -60,11 +69,12 @@ from vssl_core.models.encoders import ResNetEncoder, resnet18_encoder
 from vssl_core.models.pretrain import load_encoder_weights, normalize_images
 
 __all__ = [
-    "NEGATIVES", "LVSConfig", "LocalizerOutput", "LVS", "build_lvs", "cosine_maps", "trimap_logits",
+    "NEGATIVES", "EASY_NEGATIVES", "LVSConfig", "LocalizerOutput", "LVS", "build_lvs", "cosine_maps", "trimap_logits",
     "trimap_loss", "loss_params", "pool_audio", "prepare_lvs_audio",
 ]
 
 NEGATIVES = ("separate", "summed")
+EASY_NEGATIVES = ("confident", "mean")
 _POOLS = ("avg", "max")
 
 
@@ -88,8 +98,10 @@ class LVSConfig:
         Tri-map thresholds, sigmoid temperature and logit temperature.
     negatives : {"separate", "summed"}
         Form of the negatives in the loss (see the module docstring).
-    audio_pool : {"avg", "max"}
-        Pooling of the audio map to one vector.
+    easy_negatives : {"confident", "mean"}
+        How a cross-pair map becomes an easy negative (see the module docstring).
+    audio_pool : {"max", "avg"}
+        Pooling of the audio map to one vector ("max": the released code).
     pretrained_vision : str or None
         Local file with an image-encoder state (torchvision ImageNet ``resnet18`` at width 1.0,
         or a :func:`~vssl_core.models.pretrain.save_encoder_state` file); loaded by
@@ -106,7 +118,8 @@ class LVSConfig:
     tau: float = 0.03
     temperature: float = 0.07
     negatives: str = "separate"
-    audio_pool: str = "avg"
+    easy_negatives: str = "confident"
+    audio_pool: str = "max"
     pretrained_vision: str | None = None
 
     def __post_init__(self) -> None:
@@ -133,6 +146,8 @@ def _check_common(cfg: Any) -> None:
                          f"eps_n {cfg.eps_n}, eps_p {cfg.eps_p}, tau {cfg.tau}, temperature {cfg.temperature}")
     if cfg.negatives not in NEGATIVES:
         raise ValueError(f"{name}.negatives must be one of {NEGATIVES}, got {cfg.negatives!r}")
+    if cfg.easy_negatives not in EASY_NEGATIVES:
+        raise ValueError(f"{name}.easy_negatives must be one of {EASY_NEGATIVES}, got {cfg.easy_negatives!r}")
     if cfg.audio_pool not in _POOLS:
         raise ValueError(f"{name}.audio_pool must be one of {_POOLS}, got {cfg.audio_pool!r}")
 
@@ -187,14 +202,15 @@ def cosine_maps(image_features: torch.Tensor, audio_embedding: torch.Tensor) -> 
 
 
 def trimap_logits(sim: torch.Tensor, *, eps_p: float = 0.65, eps_n: float = 0.4, tau: float = 0.03,
-                  temperature: float = 0.07, negatives: str = "separate") -> torch.Tensor:
+                  temperature: float = 0.07, negatives: str = "separate",
+                  easy_negatives: str = "confident") -> torch.Tensor:
     """Logits of the tri-map loss; the positive is column 0.
 
     Parameters
     ----------
     sim : Tensor, shape (N, N, h, w)
         ``sim[i, j]`` = cosine map of image ``i`` with audio ``j`` (:func:`cosine_maps`).
-    eps_p, eps_n, tau, temperature, negatives
+    eps_p, eps_n, tau, temperature, negatives, easy_negatives
         See the module docstring.
 
     Returns
@@ -207,6 +223,8 @@ def trimap_logits(sim: torch.Tensor, *, eps_p: float = 0.65, eps_n: float = 0.4,
         raise ValueError(f"sim must be (N, N, h, w), got {tuple(sim.shape)}")
     if negatives not in NEGATIVES:
         raise ValueError(f"negatives must be one of {NEGATIVES}, got {negatives!r}")
+    if easy_negatives not in EASY_NEGATIVES:
+        raise ValueError(f"easy_negatives must be one of {EASY_NEGATIVES}, got {easy_negatives!r}")
     n = sim.shape[0]
     eye = torch.eye(n, dtype=torch.bool, device=sim.device)
     s_ii = sim[eye].flatten(1)  # (N, h*w)
@@ -215,7 +233,12 @@ def trimap_logits(sim: torch.Tensor, *, eps_p: float = 0.65, eps_n: float = 0.4,
     m_neg = torch.sigmoid((eps_n - s_ii) / tau)
     pos = (m_pos * s_ii).sum(1) / m_pos.sum(1).clamp_min(tiny)  # (N,)
     hard = (m_neg * s_ii).sum(1) / m_neg.sum(1).clamp_min(tiny)  # (N,)
-    easy = sim.flatten(2).mean(2)[~eye].view(n, n - 1)  # (N, N-1), row i: j != i ascending
+    cross = sim[~eye].view(n, n - 1, -1)  # (N, N-1, h*w), row i: j != i ascending
+    if easy_negatives == "confident":
+        m_cross = torch.sigmoid((cross - eps_p) / tau)
+        easy = (m_cross * cross).sum(2) / m_cross.sum(2).clamp_min(tiny)  # (N, N-1)
+    else:
+        easy = cross.mean(2)
     if negatives == "separate":
         logits = torch.cat([pos[:, None], hard[:, None], easy], dim=1)
     else:
@@ -232,10 +255,11 @@ def trimap_loss(sim: torch.Tensor, **params: Any) -> torch.Tensor:
 def loss_params(config: Any) -> dict[str, Any]:
     """The tri-map keyword arguments of an :class:`LVSConfig` or ``HTFConfig``."""
     return {"eps_p": config.eps_p, "eps_n": config.eps_n, "tau": config.tau,
-            "temperature": config.temperature, "negatives": config.negatives}
+            "temperature": config.temperature, "negatives": config.negatives,
+            "easy_negatives": config.easy_negatives}
 
 
-def pool_audio(features: torch.Tensor, how: str = "avg") -> torch.Tensor:
+def pool_audio(features: torch.Tensor, how: str = "max") -> torch.Tensor:
     """(N, D, f, t) audio map -> (N, D) by global average (``"avg"``) or max (``"max"``) pooling."""
     return features.amax(dim=(2, 3)) if how == "max" else features.mean(dim=(2, 3))
 

@@ -305,15 +305,7 @@ class PotentialNet(nn.Module):
 
     def __init__(self, config: OyaConfig) -> None:
         super().__init__()
-        layers: list[nn.Module] = []
-        c_in = 3
-        for block in IMAGE_BLOCKS[:config.image_blocks]:
-            for c in block:
-                c_out = _ch(c, config.width)
-                layers += [nn.Conv2d(c_in, c_out, 3, 1, 1), nn.ReLU(inplace=True)]
-                c_in = c_out
-            layers.append(nn.MaxPool2d(2, 2))
-        self.features = nn.Sequential(*layers)
+        self.features, c_in = vgg_trunk(config.width, config.image_blocks)
         k = config.embed_dim
         self.head = nn.Sequential(nn.Conv2d(c_in, k, 1), nn.ReLU(inplace=True),
                                   nn.Conv2d(k, k, 1), nn.ReLU(inplace=True))
@@ -322,6 +314,20 @@ class PotentialNet(nn.Module):
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         v = self.head(self.features(x))
         return v, self.potential(v)[:, 0]
+
+
+def vgg_trunk(width: float, image_blocks: int) -> tuple[nn.Sequential, int]:
+    """VGG-11's first ``image_blocks`` blocks (3x3 convs + ReLU, a 2x2 max-pool after each
+    block), torchvision's layer indices; returns the trunk and its output channels."""
+    layers: list[nn.Module] = []
+    c_in = 3
+    for block in IMAGE_BLOCKS[:image_blocks]:
+        for c in block:
+            c_out = _ch(c, width)
+            layers += [nn.Conv2d(c_in, c_out, 3, 1, 1), nn.ReLU(inplace=True)]
+            c_in = c_out
+        layers.append(nn.MaxPool2d(2, 2))
+    return nn.Sequential(*layers), c_in
 
 
 def _conv_bn_relu(c_in: int, c_out: int) -> list[nn.Module]:
@@ -502,6 +508,17 @@ class OyaNet(nn.Module):
         per_pair = similarity_loss(s_all, s_hat, positive)
         pos, neg = per_pair[positive].mean(), per_pair[~positive].mean()
         return SimilarityLoss((pos + neg) / 2, pos, neg)
+
+    def pair_scores(self, images: torch.Tensor, wave: torch.Tensor) -> torch.Tensor:
+        """``cos(s_j, s_hat_ij)`` for every image ``i`` and sound ``j`` of a batch, shape (N, N):
+        how well image ``i``, attended with sound ``j``'s localisation map, matches that sound."""
+        v, p = self.encode_image(images)
+        s = self.encode_audio(wave)
+        n = v.shape[0]
+        s_all = s.repeat(n, 1)  # row i * N + j: image i with sound j
+        v_all, p_all = v.repeat_interleave(n, dim=0), p.repeat_interleave(n, dim=0)
+        alpha, _ = selection(v_all, s_all, p_all)
+        return cosine(s_all, self.attend(v_all, alpha), dim=1).view(n, n)
 
 
 def load_vgg11_features(model: OyaNet, state_dict: Mapping[str, torch.Tensor]) -> list[str]:

@@ -14,16 +14,17 @@ so this module offers two routes:
     :class:`~vssl_core.models.checkpoints.LoadReport`. ``layer4``'s stride does not change any weight
     shape, so the same file serves LVS (stride 1, 14x14) and HTF (stride 2, 7x7).
 
-(b) A documented SUBSTITUTE for the object-centric prior: supervised classification of object
-    crops cut from the synthetic street frames (:func:`vehicle_crops`), classes
-    :data:`PRIOR_CLASSES` = car, bus, motorbike, truck, pedestrian, tree (the first four with
-    the Urbansas class ids 0-3). :func:`pretrain_vehicle_classifier` trains the image encoder +
-    a linear head on the pooled layer4 embedding with cross-entropy and returns the encoder's
-    state dict (head dropped). The choice of *crops* (rather than whole frames with a
-    multi-label target) makes the task a plain single-label classification of one object per
-    example, which is what ImageNet pre-training is, and forces the encoder to respond to the
-    object's appearance rather than to the scene layout. It is a weaker prior than ImageNet:
-    few classes, synthetic textures, and it is trained on the same world as the test data.
+(b) A documented SUBSTITUTE for ImageNet, trained on our own synthetic streets: the **object
+    prior** (:class:`PriorNet`). Its image encoder (the same ResNet-18 a model uses, or Oya et
+    al.'s VGG trunk) and a 1x1 convolution learn to label every cell of the encoder's feature
+    grid with the object class covering it (:data:`PRIOR_CLASSES`: background, car, bus,
+    motorbike, truck, pedestrian, tree), on whole frames of the *training* scenes at the size the
+    model is used at (:func:`object_targets` paints the generator's boxes far to near and averages
+    them over each cell). A dense task at the model's own scale is what Grad-CAM and the cosine
+    maps read: a layer4 feature per cell that says "there is a vehicle here". Like ImageNet
+    pre-training, it knows objects, not sounds: moving, parked and idling vehicles share a label.
+    It is weaker than ImageNet in variety (seven classes, synthetic textures) and stronger in
+    domain (the same streets as the test data); the notebooks say so.
 
 Any encoder state (ImageNet file or the vehicle prior saved with :func:`save_encoder_state`)
 loads into a model's encoder of matching width with :func:`load_encoder_weights`.
@@ -44,14 +45,12 @@ import os
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
-import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
 from vssl_core.repro.atomic import write_bytes
 from vssl_core.models.checkpoints import LoadReport, load_checkpoint, load_imagenet_resnet18
@@ -61,15 +60,15 @@ from vssl_core.models.encoders import ResNetEncoder, resnet18_encoder
 __all__ = [
     "IMAGENET_MEAN", "IMAGENET_STD", "PRIOR_CLASSES", "normalize_images", "images_to_tensor",
     "load_imagenet_weights", "load_encoder_weights", "adapt_in_channels", "save_encoder_state",
-    "vehicle_crops", "VehiclePretrainConfig", "PretrainResult", "pretrain_vehicle_classifier",
+    "PriorConfig", "PriorNet", "PriorArrays", "object_targets",
 ]
 
 PathLike = str | os.PathLike
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-#: Classes of the substitute prior; index = label. car/bus/motorbike/truck = Urbansas ids 0-3.
-PRIOR_CLASSES = ("car", "bus", "motorbike", "truck", "pedestrian", "tree")
+#: Classes of the object prior; index = label (0 = no object).
+PRIOR_CLASSES = ("background", "car", "bus", "motorbike", "truck", "pedestrian", "tree")
 _FRAME = (1280, 720)  # (width, height) of the annotation units, = urbansas.URBANSAS_FRAME
 
 
@@ -193,209 +192,178 @@ def save_encoder_state(path: PathLike, state: Mapping[str, torch.Tensor], **meta
     return write_bytes(path, buf.getvalue())
 
 
-# -- (b) the substitute prior: object crops of the synthetic frames ----------------------------------
-def _ms(t: float) -> int:
-    return int(round(float(t) * 1000))
-
-
-def vehicle_crops(frames: Mapping[tuple[str, float], np.ndarray], objects, *, size: int = 64,
-                  classes: tuple[str, ...] = PRIOR_CLASSES, min_visible: float = 0.5,
-                  min_side_px: int = 6, context: float = 0.1,
-                  source: PathLike | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Labelled object crops from frames and the synthetic ``objects.csv`` table.
-
-    Parameters
-    ----------
-    frames : mapping (clip name, time in s) -> uint8 RGB (H, W, 3)
-        The decoded frames; the box scale is ``(W / 1280, H / 720)``. Table rows whose
-        (filename, time) has no frame here are skipped (the table covers every clip and time;
-        pass only the frames you decoded). Times match to the millisecond.
-    objects : pandas.DataFrame
-        Columns ``filename, time, label, x, y, w, h, visible_fraction`` (1280x720 units).
-    size : int
-        Side of the square output crops (pixels); crops are resized with ``cv2.INTER_AREA``
-        without keeping the aspect ratio (the whole object stays in view; its shape is a cue).
-    classes : tuple of str
-        Labels kept; the label id is the position in this tuple.
-    min_visible : float
-        Keep objects with ``visible_fraction >= min_visible`` (offscreen rows have no box and
-        are always dropped).
-    min_side_px : int
-        Drop crops whose clipped box is narrower or lower than this, in frame pixels.
-    context : float
-        Margin added on every side, as a fraction of the box size.
-    source : path, optional
-        Named in error messages (the objects file).
-
-    Returns
-    -------
-    images : ndarray uint8, shape (K, size, size, 3)
-    labels : ndarray int64, shape (K,)
-        In table order.
-    """
-    required = ("filename", "time", "label", "x", "y", "w", "h", "visible_fraction")
-    missing = [c for c in required if c not in objects.columns]
-    if missing:
-        raise data_error(source, missing[0], "column missing from the objects table",
-                         f"give annotations/objects.csv of the synthetic generator ({', '.join(required)})")
-    by_key = {(str(clip), _ms(t)): img for (clip, t), img in frames.items()}
-    label_id = {name: i for i, name in enumerate(classes)}
-    crops: list[np.ndarray] = []
-    labels: list[int] = []
-    for row in objects.itertuples(index=False):
-        if row.label not in label_id or not row.visible_fraction >= min_visible:
-            continue
-        box = np.array([row.x, row.y, row.w, row.h], dtype=np.float64)
-        if not np.all(np.isfinite(box)):
-            continue
-        img = by_key.get((str(row.filename), _ms(row.time)))
-        if img is None:
-            continue
-        if img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
-            raise data_error(None, f"frames[{row.filename!r}, {row.time}]",
-                             f"is {img.dtype} {img.shape}, not uint8 (H, W, 3)", "pass decoded RGB frames")
-        fh, fw = img.shape[:2]
-        sx, sy = fw / _FRAME[0], fh / _FRAME[1]
-        x, y, w, h = box
-        x, y, w, h = x - context * w, y - context * h, w * (1 + 2 * context), h * (1 + 2 * context)
-        x1, y1 = max(0, int(math.floor(x * sx))), max(0, int(math.floor(y * sy)))
-        x2, y2 = min(fw, int(math.ceil((x + w) * sx))), min(fh, int(math.ceil((y + h) * sy)))
-        if x2 - x1 < min_side_px or y2 - y1 < min_side_px:
-            continue
-        crops.append(cv2.resize(img[y1:y2, x1:x2], (size, size), interpolation=cv2.INTER_AREA))
-        labels.append(label_id[row.label])
-    if not crops:
-        return np.zeros((0, size, size, 3), np.uint8), np.zeros((0,), np.int64)
-    return np.stack(crops), np.asarray(labels, dtype=np.int64)
-
-
+# -- (b) the substitute prior: dense object classes on whole synthetic frames --------------------
 @dataclass(frozen=True)
-class VehiclePretrainConfig:
-    """Supervised pre-training of the image encoder on object crops.
+class PriorConfig:
+    """The object prior's network: an image encoder and a 1x1 per-cell classifier.
 
     Attributes
     ----------
+    arch : {"resnet18", "vgg"}
+        ``"resnet18"``: :func:`~vssl_core.models.encoders.resnet18_encoder` (RCGrad, LVS, HTF);
+        ``"vgg"``: the VGG-11 trunk of Oya et al.'s potential network.
     width : float
-        Channel multiplier of the ResNet-18 (must match the LVS/HTF model that will use it).
+        Channel multiplier (must match the model that loads the encoder).
     layer4_stride : {1, 2}
-        Does not change the weights; only the training resolution of layer4.
+        ResNet only; sets the feature grid (stride 16 or 32).
+    image_blocks : int
+        VGG only: number of VGG-11 blocks (grid stride ``2 ** image_blocks``).
     image_size : int
-        Crops are resized to this side (pixels).
-    n_classes : int
-        Output size of the linear head (labels must be in ``[0, n_classes)``).
-    epochs, batch_size : int
-    lr, weight_decay : float
-        Adam parameters.
-    hflip : bool
-        Random horizontal flips (p = 0.5).
-    seed : int
-        Seeds the initialisation (``torch.manual_seed``) and, per epoch, the sample order and flips.
+        Input side (pixels): the size the model uses.
+    normalization : {"imagenet", "clip"}
+        The input statistics of the model that loads the encoder (RCGrad: CLIP's).
+    background_weight : float
+        Weight of the background class in the loss (objects cover ~15% of the cells).
     """
 
-    width: float = 1.0
-    layer4_stride: int = 2
-    image_size: int = 112
-    n_classes: int = len(PRIOR_CLASSES)
-    epochs: int = 10
-    batch_size: int = 64
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
-    hflip: bool = True
-    seed: int = 0
+    arch: str = "resnet18"
+    width: float = 0.5
+    layer4_stride: int = 1
+    image_blocks: int = 4
+    image_size: int = 128
+    normalization: str = "imagenet"
+    background_weight: float = 0.3
 
     def __post_init__(self) -> None:
-        if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0 or self.n_classes < 2 or self.image_size < 16:
-            raise ValueError(f"invalid VehiclePretrainConfig {self}")
+        if self.arch not in ("resnet18", "vgg") or self.normalization not in ("imagenet", "clip"):
+            raise ValueError(f"invalid PriorConfig {self}")
+        if self.width <= 0 or self.image_size < 16 or self.layer4_stride not in (1, 2) or self.image_blocks < 1:
+            raise ValueError(f"invalid PriorConfig {self}")
+
+    @property
+    def stride(self) -> int:
+        """Pixels per feature-grid cell."""
+        return (32 // (2 if self.layer4_stride == 1 else 1)) if self.arch == "resnet18" else 2 ** self.image_blocks
+
+    @property
+    def grid(self) -> int:
+        return self.image_size // self.stride
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> PriorConfig:
+        return cls(**dict(d))
 
-class PretrainResult(NamedTuple):
-    """What :func:`pretrain_vehicle_classifier` returns.
 
-    Attributes
-    ----------
-    encoder_state : dict
-        ``ResNetEncoder`` state dict (CPU tensors, no head), loadable with
-        :func:`load_encoder_weights` into an encoder of the same width.
-    losses : ndarray float64, shape (epochs,)
-        Mean training cross-entropy (nats) of each epoch.
-    train_accuracy : float
-        Accuracy on the training examples after the last epoch (eval mode, no flips).
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+
+class PriorNet(nn.Module):
+    """Image encoder + 1x1 convolution to :data:`PRIOR_CLASSES` logits on the feature grid.
+
+    ``forward(images (N, 3, S, S) in [0, 1]) -> logits (N, C, S / stride, S / stride)``;
+    ``loss(logits, targets)`` is the cross-entropy against soft per-cell targets
+    (:func:`object_targets`), the background class down-weighted.
     """
 
-    encoder_state: dict[str, torch.Tensor]
-    losses: np.ndarray
-    train_accuracy: float
+    def __init__(self, config: PriorConfig | None = None) -> None:
+        super().__init__()
+        self.config = config if config is not None else PriorConfig()
+        if self.config.arch == "resnet18":
+            self.encoder: nn.Module = resnet18_encoder(3, self.config.width, self.config.layer4_stride)
+            channels = self.encoder.out_channels
+        else:
+            from vssl_core.models.oya import vgg_trunk
+
+            self.encoder, channels = vgg_trunk(self.config.width, self.config.image_blocks)
+        self.head = nn.Conv2d(channels, len(PRIOR_CLASSES), 1)
+        mean, std = (IMAGENET_MEAN, IMAGENET_STD) if self.config.normalization == "imagenet" else (CLIP_MEAN, CLIP_STD)
+        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
+        weights = torch.ones(len(PRIOR_CLASSES))
+        weights[0] = self.config.background_weight
+        self.register_buffer("class_weights", weights, persistent=False)
+
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        x = (images - self.mean) / self.std
+        out = self.encoder(x)
+        return out.features if hasattr(out, "features") else out
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(images))
+
+    def loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Weighted soft cross-entropy, mean over samples and cells (nats)."""
+        if logits.shape != targets.shape:
+            raise ValueError(f"logits {tuple(logits.shape)} and targets {tuple(targets.shape)} differ")
+        w = self.class_weights.view(1, -1, 1, 1)
+        return -(w * targets * F.log_softmax(logits, dim=1)).sum(1).mean()
+
+    def encoder_state(self) -> dict[str, torch.Tensor]:
+        """The encoder's weights (head dropped), for :func:`load_encoder_weights` or the VGG trunk."""
+        return {k: v.detach().cpu().clone() for k, v in self.encoder.state_dict().items()}
 
 
-def pretrain_vehicle_classifier(images: np.ndarray, labels: np.ndarray,
-                                config: VehiclePretrainConfig = VehiclePretrainConfig(), *,
-                                progress: bool = True) -> PretrainResult:
-    """Train a ResNet-18 image encoder + linear head to classify object crops.
+def object_targets(objects, keys: list[tuple[str, float]], image_size: int, grid: int,
+                   min_visible: float = 0.3, source: PathLike | None = None) -> np.ndarray:
+    """Soft per-cell class targets of frames from the synthetic generator's object table.
+
+    Each frame's boxes are painted on an ``image_size`` square from far to near (``depth``), so
+    a nearer object covers a farther one; each cell's target is the fraction of its pixels
+    under each class (background where no box).
 
     Parameters
     ----------
-    images : ndarray uint8, shape (N, S, S, 3)
-        RGB examples (e.g. from :func:`vehicle_crops`), resized to ``config.image_size``.
-    labels : ndarray int, shape (N,)
-        Class ids in ``[0, config.n_classes)``.
-    config : VehiclePretrainConfig
-    progress : bool
-        Show a ``tqdm`` bar over epochs with the running loss.
+    objects : pandas.DataFrame
+        ``annotations/objects.csv``: ``filename, time, label, x, y, w, h, visible_fraction,
+        depth`` (boxes in 1280x720 units).
+    keys : list of (clip, time)
+        The frames, in order.
+    image_size, grid : int
+        Square side of the frames (pixels) and of the feature grid (cells).
+    min_visible : float
+        Objects less visible than this are background.
 
     Returns
     -------
-    PretrainResult
-        Encoder state dict, per-epoch mean loss, final training accuracy. Same inputs and
-        seed give the same weights (same machine / thread count / torch version).
+    ndarray float32, shape (len(keys), len(PRIOR_CLASSES), grid, grid); sums to 1 over classes.
     """
-    labels_t = torch.as_tensor(np.asarray(labels)).long()
-    if labels_t.ndim != 1 or len(labels_t) != len(images) or len(labels_t) == 0:
-        raise ValueError(f"labels must be (N,) with N = len(images) > 0, got {tuple(labels_t.shape)} "
-                         f"for {len(images)} images")
-    if labels_t.min() < 0 or labels_t.max() >= config.n_classes:
-        raise ValueError(f"labels must lie in [0, {config.n_classes}), got [{int(labels_t.min())}, "
-                         f"{int(labels_t.max())}]")
-    x_all = images_to_tensor(images, config.image_size)  # (N, 3, S, S) in [0, 1]
-    torch.manual_seed(config.seed)
-    encoder = resnet18_encoder(3, config.width, config.layer4_stride)
-    head = nn.Linear(encoder.out_channels, config.n_classes)
-    params = list(encoder.parameters()) + list(head.parameters())
-    opt = torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
-    n = len(labels_t)
-    losses = []
-    bar = tqdm(range(config.epochs), desc="vehicle prior", disable=not progress)
-    for epoch in bar:
-        gen = torch.Generator().manual_seed(config.seed * 100_003 + epoch)
-        order = torch.randperm(n, generator=gen)
-        flips = torch.rand(n, generator=gen) < 0.5
-        encoder.train()
-        head.train()
-        total, count = 0.0, 0
-        for start in range(0, n, config.batch_size):
-            idx = order[start:start + config.batch_size]
-            if len(idx) < 2 and n >= 2:  # BatchNorm needs two samples in training mode
-                continue
-            x = x_all[idx]
-            if config.hflip:
-                x = torch.where(flips[idx].view(-1, 1, 1, 1), x.flip(-1), x)
-            logits = head(encoder(normalize_images(x)).embedding)
-            loss = F.cross_entropy(logits, labels_t[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            total += loss.item() * len(idx)
-            count += len(idx)
-        losses.append(total / max(count, 1))
-        bar.set_postfix(loss=f"{losses[-1]:.3f}")
-    encoder.eval()
-    head.eval()
-    with torch.no_grad():
-        correct = 0
-        for start in range(0, n, config.batch_size):
-            logits = head(encoder(normalize_images(x_all[start:start + config.batch_size])).embedding)
-            correct += int((logits.argmax(1) == labels_t[start:start + config.batch_size]).sum())
-    state = {k: v.detach().clone() for k, v in encoder.state_dict().items()}
-    return PretrainResult(state, np.asarray(losses, dtype=np.float64), correct / n)
+    required = ("filename", "time", "label", "x", "y", "w", "h", "visible_fraction", "depth")
+    missing = [c for c in required if c not in objects.columns]
+    if missing:
+        raise data_error(source, missing[0], "column missing from the objects table",
+                         f"give annotations/objects.csv of the synthetic generator ({', '.join(required)})")
+    if image_size % grid:
+        raise ValueError(f"image_size {image_size} is not a multiple of the grid {grid}")
+    label_id = {name: i for i, name in enumerate(PRIOR_CLASSES)}
+    seen = objects[(objects["visible_fraction"] >= min_visible) & objects["label"].isin(PRIOR_CLASSES[1:])]
+    groups = {(str(c), _ms(t)): g for (c, t), g in seen.groupby([seen["filename"], seen["time"]])}
+    cell = image_size // grid
+    eye = np.eye(len(PRIOR_CLASSES), dtype=np.float32)
+    out = np.zeros((len(keys), len(PRIOR_CLASSES), grid, grid), np.float32)
+    sx, sy = image_size / _FRAME[0], image_size / _FRAME[1]
+    for n, (clip, t) in enumerate(keys):
+        lab = np.zeros((image_size, image_size), np.int64)
+        g = groups.get((str(clip), _ms(t)))
+        if g is not None:
+            for row in g.sort_values("depth", ascending=False).itertuples(index=False):
+                x1, y1 = max(int(math.floor(row.x * sx)), 0), max(int(math.floor(row.y * sy)), 0)
+                x2, y2 = int(math.ceil((row.x + row.w) * sx)), int(math.ceil((row.y + row.h) * sy))
+                lab[y1:max(y2, y1), x1:max(x2, x1)] = label_id[row.label]
+        onehot = eye[lab]  # (S, S, C)
+        out[n] = onehot.reshape(grid, cell, grid, cell, -1).mean(axis=(1, 3)).transpose(2, 0, 1)
+    return out
+
+
+@dataclass(frozen=True)
+class PriorArrays:
+    """Frames and their per-cell targets: the object prior's training (or validation) data.
+
+    Attributes
+    ----------
+    images : ndarray uint8, shape (N, S, S, 3)
+    targets : ndarray float32, shape (N, C, g, g)
+    """
+
+    images: np.ndarray
+    targets: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+
+def _ms(t: float) -> int:
+    return int(round(float(t) * 1000))

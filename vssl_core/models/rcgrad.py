@@ -41,7 +41,7 @@ from vssl_core.models.audio import LogSpectrogram
 from vssl_core.models.encoders import EncoderOutput, resnet18_encoder
 
 __all__ = [
-    "KINDS", "CLIP_MEAN", "CLIP_STD", "FLOW_OFFSET", "FLOW_SCALE", "ModelConfig", "ModelOutput",
+    "KINDS", "CLIP_MEAN", "CLIP_STD", "FLOW_OFFSET", "FLOW_SCALE", "FLOW_UNIT", "FLOW_INPUTS", "ModelConfig", "ModelOutput",
     "AudioEncoder", "RCGrad", "FlowGradIC", "FlowGradEN", "build_model", "clip_loss",
     "expand_to_flow_channel", "flow_encoder_state", "prepare_images", "prepare_flow",
     "prepare_audio",
@@ -52,6 +52,9 @@ CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 FLOW_OFFSET = 5.0
 FLOW_SCALE = 200.0
+#: flow_input="unit": |v| / FLOW_UNIT (px per step).
+FLOW_UNIT = 2.0
+FLOW_INPUTS = ("paper", "unit")
 LOGIT_SCALE_INIT = math.log(1 / 0.07)
 LOGIT_SCALE_MAX = 100.0
 
@@ -74,6 +77,10 @@ class ModelConfig:
         samples, so a model is tied to one rate).
     faithful_audio_bn : bool
         Reproduce the official inference quirk (audio BatchNorm on the clip's own statistics).
+    flow_input : {"paper", "unit"}
+        How FlowGrad-IC / -EN feed the flow magnitude ``|v|`` (px per 8-fps step): the paper's
+        ``(|v| + 5) / 200`` (about 0.025-0.05 for typical street motion: nearly a constant
+        next to the normalised RGB channels) or ``|v| / 2`` (about unit scale).
     """
 
     kind: str = "rcgrad"
@@ -82,6 +89,7 @@ class ModelConfig:
     image_size: int = 224
     audio_sr: int = 16000
     faithful_audio_bn: bool = False
+    flow_input: str = "paper"
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -90,6 +98,8 @@ class ModelConfig:
             raise ValueError(f"ModelConfig.layer4_stride must be 1 or 2, got {self.layer4_stride}")
         if self.image_size < 32 or self.width <= 0 or self.audio_sr <= 0:
             raise ValueError(f"invalid ModelConfig {self}")
+        if self.flow_input not in FLOW_INPUTS:
+            raise ValueError(f"ModelConfig.flow_input must be one of {FLOW_INPUTS}, got {self.flow_input!r}")
 
     @property
     def uses_flow(self) -> bool:
@@ -232,11 +242,13 @@ class RCGrad(nn.Module):
         return clip_loss(out.image.embedding, out.audio.embedding, self.logit_scale)
 
 
-def _check_flow(flow: torch.Tensor | None, kind: str) -> torch.Tensor:
+def _check_flow(flow: torch.Tensor | None, kind: str, flow_input: str = "paper") -> torch.Tensor:
     if flow is None:
         raise ValueError(f"{kind} needs the flow magnitude (N, 1, H, W) in px/frame; got None")
     if flow.ndim != 4 or flow.shape[1] != 1:
         raise ValueError(f"{kind}: flow must have shape (N, 1, H, W), got {tuple(flow.shape)}")
+    if flow_input == "unit":
+        return flow / FLOW_UNIT
     return (flow + FLOW_OFFSET) / FLOW_SCALE
 
 
@@ -249,7 +261,7 @@ class FlowGradIC(RCGrad):
     def image_input(self, images: torch.Tensor, flow: torch.Tensor | None = None) -> torch.Tensor:
         """(N, 4, H, W): CLIP-normalised RGB and ``(flow + 5) / 200``."""
         rgb = (images - self.image_mean) / self.image_std
-        return torch.cat([rgb, _check_flow(flow, self.kind)], dim=1)
+        return torch.cat([rgb, _check_flow(flow, self.kind, self.config.flow_input)], dim=1)
 
     @classmethod
     def from_rcgrad(cls, rcgrad: RCGrad) -> FlowGradIC:
@@ -273,7 +285,7 @@ class FlowGradEN(RCGrad):
 
     def encode_flow(self, flow: torch.Tensor) -> EncoderOutput:
         """flow (N, 1, H, W) px/frame -> EncoderOutput of the flow encoder."""
-        return self.flow_encoder(_check_flow(flow, self.kind))
+        return self.flow_encoder(_check_flow(flow, self.kind, self.config.flow_input))
 
     def forward(self, images: torch.Tensor, audio: torch.Tensor,
                 flow: torch.Tensor | None = None) -> ModelOutput:

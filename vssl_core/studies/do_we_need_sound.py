@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from functools import cache
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -47,7 +48,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from vssl_core.data.arrays import EvalArrays, load_evaluation, load_training, split_clips
+from vssl_core.data.arrays import EvalArrays, load_evaluation
+from vssl_core.data.synth import GENERATOR_VERSION
+from vssl_core.data.training_set import load_training_data, validation_pairs
 from vssl_core.data.concat import ConcatSet, concat_and_localize
 from vssl_core.data.urbansas import UrbansasDataset
 from vssl_core.errors import data_error
@@ -60,19 +63,20 @@ from vssl_core.models import oya_maps, rcgrad_maps
 from vssl_core.models.audio import resample_audio
 from vssl_core.models.baselines import flow_only_maps, random_maps
 from vssl_core.repro.profiles import StudySetup
-from vssl_core.training.rcgrad_family import RCGradFamilySetup
+from vssl_core.training.loop import TrainConfig
+from vssl_core.training.rcgrad_family import RCGradFamilySetup, data_recipe
+from vssl_core.training.store import Models, ModelSpec
 
 if TYPE_CHECKING:
     from vssl_core.data.synth import SceneConfig
     from vssl_core.models.oya import OyaConfig, OyaNet
     from vssl_core.models.rcgrad import RCGrad
-    from vssl_core.training.localizer import LocalizerArrays, LocalizerTrainConfig
 
 __all__ = [
     "OYA_TABLE1", "OYA_TABLE1_DE_NOVO", "OYA_TABLE4", "OYA_TABLE5", "OYA_TABLE5_DE_NOVO",
     "OYA_RANDOM", "LOC", "POT", "RANDOM",
-    "OyaSetup", "data_setup", "rcgrad_setup", "ab_scene_config",
-    "SyntheticData", "load_synthetic", "load_ab", "train_oya", "train_sizes", "trained_oya",
+    "OyaSetup", "data_setup", "rcgrad_setup", "ab_scene_config", "load_pairs", "load_real", "load_ab",
+    "prior_spec", "model_specs", "trained_sizes", "trained_oya", "validation_metrics",
     "oya_method_maps", "concat_set", "concat_maps",
     "method_stream", "score_stream", "score_methods", "score_sizes",
     "side_accuracy", "pick_examples", "size_table", "gap_table", "type_table", "type_gap_table",
@@ -123,7 +127,12 @@ class OyaSetup(StudySetup):
     negatives : {"shift", "all"}
         Negative pairs of the similarity loss (``OyaConfig.negatives``).
     epochs, batch_size, lr, seed : int, int, float, int
-        Adam, constant learning rate, same epochs for every size.
+        Adam, same maximum epochs for every size (the best by validation loss is kept).
+    patience : int
+        Early stopping: epochs without a lower validation loss before training stops.
+    prior_epochs : int
+        Epochs of the object prior of the image trunk (our stand-in for ImageNet VGG-11;
+        0: "de novo", from random weights).
     ab_clips, ab_max_parked : int
         Size of the Type A/B synthetic set and its parked-vehicle range ``(0, ab_max_parked)``.
     concat_pairs : int
@@ -146,10 +155,12 @@ class OyaSetup(StudySetup):
     hop: int = 255
     spec_input: str = "amp_phase"
     negatives: str = "all"
-    epochs: int = 3
+    epochs: int = 10
     batch_size: int = 32
-    lr: float = 1e-3
+    lr: float = 1e-4
     seed: int = 0
+    patience: int = 3
+    prior_epochs: int = 6
     ab_clips: int = 48
     ab_max_parked: int = 2
     concat_pairs: int = 0
@@ -182,32 +193,27 @@ class OyaSetup(StudySetup):
                          hop=self.hop, spec_input=self.spec_input, negatives=self.negatives)
 
     @property
-    def train_config(self) -> LocalizerTrainConfig:
-        """The :class:`vssl_core.training.localizer.LocalizerTrainConfig` of this setup."""
-        from vssl_core.training.localizer import LocalizerTrainConfig
-
-        return LocalizerTrainConfig(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr,
-                                    seed=self.seed, num_threads=self.num_threads)
+    def train_config(self) -> TrainConfig:
+        """The :class:`vssl_core.training.loop.TrainConfig` of this setup."""
+        return TrainConfig(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, seed=self.seed,
+                           early_stopping_patience=self.patience, num_threads=self.num_threads)
 
 
 # ----------------------------------------------------------------------------------- data
 def data_setup(setup: OyaSetup, base: RCGradFamilySetup | None = None) -> RCGradFamilySetup:
-    """The :class:`RCGradFamilySetup` whose cached arrays Oya loads: ``base`` (default: the
-    family's quick-profile defaults) with Oya's split and seed, and
-    ``max(base.train_windows, largest training size)`` windows (so smaller sizes reuse
-    the family's cached windows as prefixes). Frames at ``base.image_size``, audio at
-    ``base.audio_sr``."""
+    """The :class:`RCGradFamilySetup` whose cached windows Oya trains on: ``base`` (default: the
+    family's quick-profile defaults) with Oya's split and seed, and at least the largest training
+    size of windows (smaller sizes take prefixes of the same windows). Frames at
+    ``base.image_size``, audio at ``base.audio_sr`` (resampled for the model)."""
     base = base or RCGradFamilySetup()
     return dataclasses.replace(base, eval_clips=setup.eval_clips, seed=setup.seed,
                                train_windows=max(base.train_windows, setup.default_size))
 
 
-def rcgrad_setup(profile: str, setup: OyaSetup) -> RCGradFamilySetup:
-    """The RCGrad family's setup under ``profile``
-    (:meth:`~vssl_core.repro.profiles.StudySetup.for_profile`), so the RCGrad notebook 02 trained is
-    loaded from the cache, with Oya's ``eval_clips`` (no model may train on Oya's evaluation
-    clips) and ``num_threads``."""
-    return dataclasses.replace(RCGradFamilySetup.for_profile(profile), eval_clips=setup.eval_clips,
+def rcgrad_setup(profile: str, setup: OyaSetup, overrides: Mapping | None = None) -> RCGradFamilySetup:
+    """The RCGrad family's setup under ``profile`` (and ``overrides`` that name its fields), with
+    Oya's ``eval_clips`` (no model may train on Oya's evaluation clips) and ``num_threads``."""
+    return dataclasses.replace(RCGradFamilySetup.for_profile(profile, overrides), eval_clips=setup.eval_clips,
                                num_threads=setup.num_threads)
 
 
@@ -218,41 +224,10 @@ def ab_scene_config(setup: OyaSetup) -> SceneConfig:
     return scene_config(n_parked=(0, setup.ab_max_parked))
 
 
-@dataclass(frozen=True, eq=False)
-class SyntheticData:
-    """The default synthetic set as Oya uses it.
-
-    Attributes
-    ----------
-    ev : EvalArrays
-        Held-out FlowGrad pairs (frames at the data setup's size, audio at its rate).
-    train : LocalizerArrays
-        All training windows (frames as loaded, audio resampled to ``setup.audio_sr``).
-    data_key : str
-        Fingerprint of the windows' source (cache key of the trained models).
-    data : RCGradFamilySetup
-        The setup the arrays were loaded with.
-    """
-
-    ev: EvalArrays
-    train: LocalizerArrays
-    data_key: str
-    data: RCGradFamilySetup
-
-
-def load_synthetic(dataset: UrbansasDataset, setup: OyaSetup, data: RCGradFamilySetup | None = None,
-                   progress: bool = True) -> SyntheticData:
-    """Evaluation pairs and training windows of ``dataset`` (cached on disk by the loaders)."""
-    from vssl_core.training.localizer import LocalizerArrays
-
-    data = data_setup(setup, data)
-    train_clips, test_clips = split_clips(dataset, data.eval_clips)
-    ev = _load_pairs(dataset, test_clips, data, progress)
-    arrays, key = load_training(dataset, train_clips, n_windows=data.train_windows,
-                                seconds=data.train_audio_seconds, image_size=data.image_size, flow=data.flow,
-                                audio_sr=data.audio_sr, seed=data.seed, progress=progress)
-    la = LocalizerArrays(arrays.images, resample_audio(arrays.audio, data.audio_sr, setup.audio_sr))
-    return SyntheticData(ev, la, key, data)
+def load_pairs(dataset: UrbansasDataset, clips: Sequence[str] | None, data: RCGradFamilySetup,
+               progress: bool = True) -> EvalArrays:
+    """The FlowGrad pairs of ``clips`` (None: all) as the family's setup loads them."""
+    return _load_pairs(dataset, clips, data, progress)
 
 
 def _load_pairs(dataset: UrbansasDataset, clips: Sequence[str] | None, data: RCGradFamilySetup,
@@ -275,77 +250,107 @@ def load_ab(dataset: UrbansasDataset, objects: pd.DataFrame, data: RCGradFamilyS
 
 
 # ------------------------------------------------------------------------------- training
-def train_oya(setup: OyaSetup, arrays: LocalizerArrays, data_key: str, size: int | None = None,
-              progress: bool = True) -> OyaNet:
-    """The OyaNet trained on the first ``size`` windows (default ``setup.default_size``), cached
-    by :func:`vssl_core.training.localizer.cached_train_localizer`.
+@cache
+def _windows(setup: OyaSetup, data: RCGradFamilySetup, progress: bool = True):
+    """The family's training and validation windows, audio resampled to Oya's rate."""
+    d = load_training_data(data.scenes, n_windows=data.train_windows, n_val_windows=data.val_windows,
+                           seconds=data.train_audio_seconds, image_size=data.image_size, flow=data.flow,
+                           audio_sr=data.audio_sr, seed=data.seed, progress=progress)
 
-    Parameters
-    ----------
-    setup : OyaSetup
-    arrays : LocalizerArrays
-        At least ``size`` windows, audio at ``setup.audio_sr``.
-    data_key : str
-        Fingerprint of the windows' source.
-    size : int, optional
-    progress : bool
+    def resampled(a):
+        return dataclasses.replace(a, audio=resample_audio(a.audio, data.audio_sr, setup.audio_sr), flow=None)
+    return resampled(d.train), resampled(d.val)
 
-    Returns
-    -------
-    OyaNet, eval mode, CPU
-    """
-    from vssl_core.models.oya import OyaNet
-    from vssl_core.training.localizer import LocalizerArrays, cached_train_localizer
 
-    n = setup.default_size if size is None else int(size)
+def _prefix(arrays, n: int):
     if not 2 <= n <= len(arrays):
         raise ValueError(f"training size {n} needs 2..{len(arrays)} windows")
+    return dataclasses.replace(arrays, images=arrays.images[:n], audio=arrays.audio[:n],
+                               clips=None if arrays.clips is None else arrays.clips[:n])
+
+
+@cache
+def _val_pairs(data: RCGradFamilySetup) -> EvalArrays:
+    pairs = validation_pairs(data.scenes, image_size=data.image_size, flow=data.flow, audio_sr=data.audio_sr,
+                             progress=False)
+    step = max(1, len(pairs) // 256)
+    return pairs.subset(list(range(0, len(pairs), step)))
+
+
+def validation_metrics(data: RCGradFamilySetup):
+    """Per-epoch held-out check: cIoU@0.3 of the localisation and potential maps on labelled
+    validation pairs, and how much the localisation map changes with swapped audio."""
+    from vssl_core.eval.audio_sensitivity import audio_sensitivity
+    from vssl_core.eval.metrics import ciou, ciou_at
+
+    def metrics(model) -> dict[str, float]:
+        pairs = _val_pairs(data)
+        loc, pot = oya_maps.both_maps(model, pairs)
+        score = {name: float(ciou_at(ciou(m.maps, pairs.gt, postprocess=m.postprocess), 0.3))
+                 for name, m in (("val_loc_ciou@0.3", loc), ("val_pot_ciou@0.3", pot))}
+        score["val_audio_sensitivity"] = audio_sensitivity(lambda ev: oya_maps.localisation_maps(model, ev),
+                                                           pairs.subset(list(range(min(len(pairs), 128)))))
+        return score
+    return metrics
+
+
+def prior_spec(setup: OyaSetup, data: RCGradFamilySetup, progress: bool = True) -> ModelSpec | None:
+    """The object prior of Oya's VGG trunk (None when ``prior_epochs == 0``: "de novo")."""
+    from vssl_core.models.pretrain import PriorConfig, PriorNet
+    from vssl_core.training.rcgrad_family import prior_arrays
+
+    if setup.prior_epochs <= 0:
+        return None
+    cfg = PriorConfig(arch="vgg", width=setup.width, image_blocks=setup.image_blocks, image_size=setup.image_size,
+                      normalization="imagenet")
+    recipe = {"prior": cfg.to_dict(), "scenes": data.scenes.to_dict(), "generator": GENERATOR_VERSION,
+              "frames": "every 0.5 s"}
+    return ModelSpec("oya-prior", recipe, lambda: PriorNet(cfg),
+                     TrainConfig(epochs=setup.prior_epochs, batch_size=64, lr=1e-3, seed=setup.seed,
+                                 num_threads=setup.num_threads),
+                     lambda: prior_arrays(data.scenes, cfg, progress), minutes=1.0)
+
+
+def model_specs(setup: OyaSetup, data: RCGradFamilySetup, models: Models, progress: bool = True
+                ) -> dict[str, ModelSpec]:
+    """Specs of the prior (``"prior"``) and of one OyaNet per training size (keyed by size)."""
+    from vssl_core.models.oya import OyaNet
+
+    prior = prior_spec(setup, data, progress)
+    specs: dict = {} if prior is None else {"prior": prior}
     cfg = setup.model_config
-    subset = LocalizerArrays(arrays.images[:n], arrays.audio[:n])
-    key = f"{data_key}-first{n}-sr{setup.audio_sr}"
-    return cached_train_localizer(lambda: OyaNet(cfg), cfg.to_dict(), setup.train_config, subset,
-                                  key, progress=progress)
+    base = {"model": cfg.to_dict(), "data": data_recipe(data), "prior": None if prior is None else prior.key}
+
+    def factory():
+        model = OyaNet(cfg)
+        if prior is not None:
+            model.image_net.features.load_state_dict(models.get(prior).encoder_state())
+        return model
+
+    for n in setup.train_sizes:
+        def data_n(n=n):
+            train, val = _windows(setup, data, progress)
+            return _prefix(train, n), val
+        specs[n] = ModelSpec(f"oya-{n}", {**base, "size": n}, factory, setup.train_config, data_n,
+                             validation_metrics(data), minutes=2.0 + n / 1000)
+    return specs
 
 
-def train_sizes(setup: OyaSetup, arrays: LocalizerArrays, data_key: str,
-                progress: bool = True) -> dict[int, OyaNet]:
-    """``{size: OyaNet}`` for every ``setup.train_sizes`` (each cached)."""
-    return {n: train_oya(setup, arrays, data_key, n, progress=progress) for n in setup.train_sizes}
+def trained_sizes(setup: OyaSetup, data: RCGradFamilySetup, models: Models | None = None,
+                  progress: bool = True) -> dict[int, OyaNet]:
+    """``{size: OyaNet}`` for every ``setup.train_sizes`` (shipped, cached or trained)."""
+    models = models if models is not None else Models(progress=progress)
+    specs = model_specs(setup, data, models, progress)
+    return {n: models.get(specs[n]) for n in setup.train_sizes}
 
 
-def trained_oya(setup: OyaSetup | None = None, size: int | None = None, *, synth_clips: int = 160,
-                synth_seed: int = 0, data: RCGradFamilySetup | None = None,
-                progress: bool = True) -> OyaNet:
-    """The trained OyaNet of the default synthetic set, for interactive use.
-
-    Loads (or generates) the ``synth_clips``-clip synthetic set, its training windows, and
-    returns the cached model for ``size`` windows (default: the largest), training it on a
-    cache miss. With the defaults this is the quick-profile model of notebook 04.
-
-    Parameters
-    ----------
-    setup : OyaSetup, optional
-        Default ``OyaSetup()`` (the quick profile).
-    size : int, optional
-        One of the training sizes (default ``setup.default_size``).
-    synth_clips, synth_seed : int
-        The default synthetic set (the notebooks' ``[all]`` parameters).
-    data : RCGradFamilySetup, optional
-        Base of :func:`data_setup` (default: FlowGrad defaults).
-    progress : bool
-
-    Returns
-    -------
-    OyaNet
-        Eval mode, on the CPU. Feed it frames with :func:`vssl_core.models.oya.oya_maps` and
-        waveforms at ``model.config.audio_sr`` (see :func:`vssl_core.models.audio.resample_audio`).
-    """
-    from vssl_core.data import sources
-
+def trained_oya(setup: OyaSetup | None = None, data: RCGradFamilySetup | None = None,
+                models: Models | None = None, progress: bool = True) -> OyaNet:
+    """The default-size OyaNet (the model of Tables 4 and 5 and of the explorer)."""
     setup = setup or OyaSetup()
-    ds = sources.synthetic(synth_clips, synth_seed, progress=progress)
-    d = load_synthetic(ds, setup, data, progress=progress)
-    return train_oya(setup, d.train, d.data_key, size, progress=progress)
+    data = data_setup(setup, data)
+    models = models if models is not None else Models(progress=progress)
+    return models.get(model_specs(setup, data, models, progress)[setup.default_size])
 
 
 # ------------------------------------------------------------------------------------ maps

@@ -31,9 +31,10 @@ from vssl_core.eval.scoring import paired_table as _paired_table
 from vssl_core.eval.scoring import result_columns, score, score_stream
 from vssl_core.models import rcgrad_maps
 from vssl_core.models.baselines import centred_box_maps, flow_only_maps, topline_maps
-from vssl_core.training.rcgrad_family import RCGradFamilySetup, cached_family
+from vssl_core.training.rcgrad_family import RCGradFamilySetup, family_specs, trained_family
+from vssl_core.training.store import Models, ModelSpec
 
-__all__ = ["FlowGradSetup", "FLOWGRAD_TABLE1", "METHODS", "load_pairs", "trained_models", "method_stream", "method_maps",
+__all__ = ["FlowGradSetup", "FLOWGRAD_TABLE1", "METHODS", "load_pairs", "model_specs", "trained_models", "method_stream", "method_maps",
            "table1", "paired_table", "sample_states", "pick_examples", "official_rcgrad_maps",
            "real_detector", "real_evaluation"]
 
@@ -73,10 +74,16 @@ def load_pairs(dataset: UrbansasDataset, clips: Sequence[str] | None, setup: RCG
                            audio_sr=setup.audio_sr, progress=progress)
 
 
-def trained_models(setup: RCGradFamilySetup, dataset: UrbansasDataset, progress: bool = True) -> dict:
-    """RCGrad, FlowGrad-IC and FlowGrad-EN trained on ``dataset``'s training clips (cached;
-    :func:`vssl_core.training.rcgrad_family.cached_family`)."""
-    return cached_family(setup, dataset, progress=progress)
+def model_specs(setup: RCGradFamilySetup, models: Models, progress: bool = True) -> dict[str, ModelSpec]:
+    """What notebook 02 trains: the object prior, RCGrad, FlowGrad-IC and FlowGrad-EN
+    (:func:`vssl_core.training.rcgrad_family.family_specs`)."""
+    return family_specs(setup, models, progress)
+
+
+def trained_models(setup: RCGradFamilySetup, models: Models | None = None, progress: bool = True) -> dict:
+    """RCGrad, FlowGrad-IC and FlowGrad-EN by kind: shipped, cached or trained, as ``models``
+    decides (:func:`vssl_core.training.weights.models_for`)."""
+    return trained_family(setup, models, progress)
 
 
 def method_stream(models: Mapping, ev: EvalArrays, detector=None,

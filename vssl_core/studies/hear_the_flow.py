@@ -25,17 +25,18 @@ Protocol
 """
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from functools import cache
 
 import numpy as np
 import pandas as pd
-import torch
 
 from vssl_core.data.arrays import EvalArrays, load_evaluation
-from vssl_core.data.arrays import load_training as _load_training
 from vssl_core.data.flow import FlowParams
+from vssl_core.data.synth import GENERATOR_VERSION
+from vssl_core.data.training_set import TrainingScenes, load_training_data, validation_pairs
 from vssl_core.data.urbansas import UrbansasDataset
 from vssl_core.eval.audio_sensitivity import audio_sensitivity as _audio_sensitivity
 from vssl_core.eval.maps import LocalizationMaps
@@ -46,12 +47,12 @@ from vssl_core.models import lvs_maps
 from vssl_core.models.baselines import centred_box_maps, flow_only_maps
 from vssl_core.models.htf import HTF, HTFConfig, build_htf
 from vssl_core.models.lvs import LVS
-from vssl_core.repro import cache
 from vssl_core.repro.profiles import StudySetup
-from vssl_core.training.localizer import LocalizerArrays, LocalizerTrainConfig, cached_train_localizer
+from vssl_core.training.loop import TrainConfig
+from vssl_core.training.store import Models, ModelSpec
 
-__all__ = ["HearTheFlowSetup", "TABLE4_ROWS", "HTF_TABLE4", "HTF_TABLE5", "load_training", "load_pairs",
-           "vehicle_prior", "model_config", "train_model", "train_table4", "audio_sensitivity", "score",
+__all__ = ["HearTheFlowSetup", "TABLE4_ROWS", "MODEL_NAMES", "HTF_TABLE4", "HTF_TABLE5", "load_pairs", "prior_spec",
+           "model_config", "model_specs", "trained_models", "validation_metrics", "audio_sensitivity", "score",
            "score_stream", "with_postprocess", "table4_stream", "table4", "table5"]
 
 #: Hear The Flow Table 4 (VGG-Sound 10k training, VGG-SS test): row -> (cIoU@0.5, AUC).
@@ -81,24 +82,29 @@ class HearTheFlowSetup(StudySetup):
     Attributes
     ----------
     eval_clips : int
-        Held-out clips (the last ones by name).
-    train_windows : int
-        Random training windows drawn from the other clips.
+        Held-out clips of the default set (the last ones by name): the evaluation pairs.
+    train_scenes, scene_seconds, scene_seed, val_scenes : int, float, int, int
+        The training scenes (:class:`~vssl_core.data.training_set.TrainingScenes`; the same as
+        the RCGrad family's by default).
+    train_windows, val_windows : int
+        Random windows of the training and validation scenes.
     image_size, width, layer4_stride : int, float, int
         Input side (px), ResNet-18 width multiplier, layer4 stride. The paper: 224 px, 1.0,
-        stride 2 (7x7 grid); the quick profile: 128 px, 0.5, stride 1 (8x8 grid).
+        stride 2 (7x7 grid); the quick profile: 112 px, 0.25, stride 1 (7x7 grid).
     audio_sr, audio_seconds : int, float
         Audio rate (Hz) and training window (s); Hear The Flow uses 3 s at 22.05 kHz.
         Evaluation uses FlowGrad's 1 s from t - 0.5 at ``audio_sr``.
     epochs, batch_size, lr, seed : int, int, float, int
-        Adam, constant learning rate (the paper: 1e-3, batch 128, 100 epochs).
+        Adam; the best epoch by validation loss is kept (the paper: lr 1e-3, batch 128, 100 epochs).
+    patience : int
+        Early stopping: epochs without a lower validation loss before training stops.
     flow_window_s : float
         Flow aggregation window (s).
-    prior_times_per_clip, prior_epochs, prior_crop_size : int
-        Vehicle prior: frames per training clip (evenly spaced), epochs, crop side (px).
+    prior_epochs : int
+        Epochs of the object prior (our stand-in for ImageNet: "pretrained vision").
     imagenet_weights : str
-        Local torchvision ResNet-18 state dict: used as the vision prior instead of the vehicle
-        prior (needs ``width=1.0``); '' for the vehicle prior.
+        Local torchvision ResNet-18 state dict: used as the vision prior instead of the object
+        prior (needs ``width=1.0``); '' for the object prior.
     num_threads : int or None
         torch threads while training (None: torch's default).
     """
@@ -106,20 +112,24 @@ class HearTheFlowSetup(StudySetup):
     PROFILE_TABLE = "03_ablations"
 
     eval_clips: int = 40
-    train_windows: int = 2000
+    train_scenes: int = 3000
+    scene_seconds: float = 2.0
+    scene_seed: int = 2000
+    val_scenes: int = 100
+    train_windows: int = 3000
+    val_windows: int = 512
     image_size: int = 112
     width: float = 0.25
     layer4_stride: int = 1
     audio_sr: int = 16000
     audio_seconds: float = 1.0
-    epochs: int = 3
+    epochs: int = 10
     batch_size: int = 64
-    lr: float = 1e-4
+    lr: float = 1e-3
     seed: int = 0
     flow_window_s: float = 0.125
-    prior_times_per_clip: int = 5
-    prior_epochs: int = 4
-    prior_crop_size: int = 64
+    patience: int = 3
+    prior_epochs: int = 6
     imagenet_weights: str = ""
     num_threads: int | None = None
 
@@ -127,22 +137,16 @@ class HearTheFlowSetup(StudySetup):
     def flow(self) -> FlowParams:
         return FlowParams(window_s=self.flow_window_s)
 
-    def train_config(self) -> LocalizerTrainConfig:
-        return LocalizerTrainConfig(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr,
-                                    seed=self.seed, num_threads=self.num_threads)
+    @property
+    def scenes(self) -> TrainingScenes:
+        return TrainingScenes(self.train_scenes, self.scene_seconds, self.scene_seed, self.val_scenes)
+
+    def train_config(self) -> TrainConfig:
+        return TrainConfig(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, seed=self.seed,
+                           early_stopping_patience=self.patience, num_threads=self.num_threads)
 
 
 # -- data ------------------------------------------------------------------------------------------
-def load_training(dataset: UrbansasDataset, clips: Sequence[str], setup: HearTheFlowSetup,
-                  progress: bool = True) -> tuple[LocalizerArrays, str]:
-    """Training pairs (image, audio, flow field) from random windows of ``clips``, and a
-    fingerprint of their source (the model cache's data key)."""
-    arrays, key = _load_training(dataset, clips, n_windows=setup.train_windows, seconds=setup.audio_seconds,
-                                 image_size=setup.image_size, flow=setup.flow, audio_sr=setup.audio_sr,
-                                 seed=setup.seed, flow_field=True, progress=progress)
-    return LocalizerArrays(arrays.images, arrays.audio, arrays.flow_field), key
-
-
 def load_pairs(dataset: UrbansasDataset, clips: Sequence[str] | None, setup: HearTheFlowSetup,
                progress: bool = True) -> EvalArrays:
     """The FlowGrad pairs of ``clips`` with the flow field (``EvalArrays.flow_field``)."""
@@ -150,73 +154,108 @@ def load_pairs(dataset: UrbansasDataset, clips: Sequence[str] | None, setup: Hea
                            audio_sr=setup.audio_sr, flow_field=True, progress=progress)
 
 
-def vehicle_prior(dataset: UrbansasDataset, objects: pd.DataFrame, clips: Sequence[str],
-                  setup: HearTheFlowSetup, progress: bool = True) -> Path:
-    """The vision prior file: ``setup.imagenet_weights`` when given, else the vehicle prior.
+@cache
+def _windows(setup: HearTheFlowSetup, progress: bool = True):
+    d = load_training_data(setup.scenes, n_windows=setup.train_windows, n_val_windows=setup.val_windows,
+                           seconds=setup.audio_seconds, image_size=setup.image_size, flow=setup.flow,
+                           audio_sr=setup.audio_sr, seed=setup.seed, flow_field=True, progress=progress)
+    return d.train, d.val
 
-    The vehicle prior is a ResNet-18 (``setup.width``) trained to classify object crops (car,
-    bus, motorbike, truck, pedestrian, tree) cut from ``setup.prior_times_per_clip`` evenly
-    spaced frames of each of ``clips`` (training clips only), cached by a fingerprint of the
-    clips, the object table and the settings. Prints the crop count and training accuracy.
-    """
-    from vssl_core.models import pretrain
 
-    if setup.imagenet_weights:
-        return Path(setup.imagenet_weights)
-    duration = min(dataset.duration(c) for c in clips)
-    times = [round(float(t) * 2) / 2 for t in np.linspace(0, duration - 0.5, setup.prior_times_per_clip)]
-    cfg = pretrain.VehiclePretrainConfig(width=setup.width, layer4_stride=setup.layer4_stride,
-                                         image_size=setup.prior_crop_size, epochs=setup.prior_epochs,
-                                         seed=setup.seed)
-    key = {"kind": "vehicle-prior", "version": 1, "root": str(dataset.root), "clips": sorted(clips),
-           "times": times, "objects": cache.fingerprint(objects.to_csv(index=False)), "config": cfg.to_dict()}
+@cache
+def _val_pairs(setup: HearTheFlowSetup) -> EvalArrays:
+    pairs = validation_pairs(setup.scenes, image_size=setup.image_size, flow=setup.flow, audio_sr=setup.audio_sr,
+                             flow_field=True, progress=False)
+    step = max(1, len(pairs) // 256)
+    return pairs.subset(list(range(0, len(pairs), step)))
 
-    def build(tmp: Path) -> None:
-        frames = {}
-        for clip in clips:
-            for t, img in zip(times, dataset.frames(clip, times)):
-                frames[(clip, t)] = img
-        crops, labels = pretrain.vehicle_crops(frames, objects, size=setup.prior_crop_size)
-        with torch.random.fork_rng():
-            result = pretrain.pretrain_vehicle_classifier(crops, labels, cfg, progress=progress)
-        print(f"vehicle prior: {len(labels)} crops from {len(frames)} frames, "
-              f"training accuracy {result.train_accuracy:.3f}")
-        pretrain.save_encoder_state(tmp / "encoder.pt", result.encoder_state, config=cfg.to_dict(),
-                                    crops=int(len(labels)), train_accuracy=float(result.train_accuracy))
 
-    return cache.cached("vehicle-prior", key, build) / "encoder.pt"
+def _data_recipe(setup: HearTheFlowSetup) -> dict:
+    return {"scenes": setup.scenes.to_dict(), "generator": GENERATOR_VERSION, "windows": setup.train_windows,
+            "val_windows": setup.val_windows, "seconds": setup.audio_seconds, "image_size": setup.image_size,
+            "flow": dataclasses.asdict(setup.flow), "audio_sr": setup.audio_sr, "seed": setup.seed, "field": True}
+
+
+def validation_metrics(setup: HearTheFlowSetup, lvs_postprocess: str = "clean"):
+    """Per-epoch held-out check: cIoU@0.3 of the maps on labelled validation pairs (scored with
+    ``lvs_postprocess``) and how much they change with swapped audio."""
+    from vssl_core.eval.metrics import ciou, ciou_at
+
+    def metrics(model) -> dict[str, float]:
+        pairs = _val_pairs(setup)
+        m = lvs_maps.maps(model, pairs).relabel(lvs_postprocess)
+        return {"val_ciou@0.3": float(ciou_at(ciou(m.maps, pairs.gt, postprocess=m.postprocess), 0.3)),
+                "val_audio_sensitivity": _audio_sensitivity(lambda ev: lvs_maps.maps(model, ev),
+                                                            pairs.subset(list(range(min(len(pairs), 128)))))}
+    return metrics
 
 
 # -- models ----------------------------------------------------------------------------------------
+def prior_spec(setup: HearTheFlowSetup, progress: bool = True) -> ModelSpec | None:
+    """The object prior of Hear The Flow's encoders (None with ``imagenet_weights``)."""
+    from vssl_core.models.pretrain import PriorConfig, PriorNet
+    from vssl_core.training.rcgrad_family import prior_arrays
+
+    if setup.imagenet_weights:
+        return None
+    cfg = PriorConfig(arch="resnet18", width=setup.width, layer4_stride=setup.layer4_stride,
+                      image_size=setup.image_size, normalization="imagenet")
+    recipe = {"prior": cfg.to_dict(), "scenes": setup.scenes.to_dict(), "generator": GENERATOR_VERSION,
+              "frames": "every 0.5 s"}
+    return ModelSpec("htf-prior", recipe, lambda: PriorNet(cfg),
+                     TrainConfig(epochs=max(setup.prior_epochs, 1), batch_size=setup.batch_size, lr=1e-3,
+                                 seed=setup.seed, num_threads=setup.num_threads),
+                     lambda: prior_arrays(setup.scenes, cfg, progress), minutes=2.0)
+
+
 def model_config(setup: HearTheFlowSetup, *, flow: bool, pretrained: bool, frozen: bool,
-                 prior: Path | str | None = None, flow_encoder: str = "resnet") -> HTFConfig:
-    """The :class:`HTFConfig` of one ablation cell (``flow_encoder`` applies when ``flow``)."""
-    if (pretrained or frozen) and prior is None:
-        raise ValueError("a pretrained or frozen vision encoder needs the prior file (vehicle_prior)")
+                 flow_encoder: str = "resnet") -> HTFConfig:
+    """The :class:`HTFConfig` of one ablation cell (``flow_encoder`` applies when ``flow``); the
+    vision prior itself is loaded by the model's spec (:func:`model_specs`)."""
     if frozen and not pretrained:
         raise ValueError("freezing a randomly initialised vision encoder is not an ablation of the paper")
     return HTFConfig(flow_encoder=flow_encoder if flow else "none", freeze_vision=frozen,
-                     pretrained_vision=str(prior) if pretrained else None, pretrained_flow=pretrained,
+                     pretrained_vision=None, pretrained_flow=pretrained,
                      width=setup.width, layer4_stride=setup.layer4_stride, image_size=setup.image_size,
                      audio_sr=setup.audio_sr, audio_seconds=setup.audio_seconds)
 
 
-def train_model(config: HTFConfig, setup: HearTheFlowSetup, arrays: LocalizerArrays, data_key: str,
-                progress: bool = True) -> HTF:
-    """Train (or load from the cache) one Hear The Flow / LVS-grid model."""
-    return cached_train_localizer(lambda: build_htf(config)[0], config.to_dict(), setup.train_config(),
-                                  arrays, data_key, progress=progress)
+#: Spec names of the models of Tables 4 and 5.
+MODEL_NAMES = {**{row: f"htf-{row}" for row in TABLE4_ROWS}, "MaxPool": "htf-maxpool"}
 
 
-def train_table4(setup: HearTheFlowSetup, arrays: LocalizerArrays, data_key: str, prior: Path,
-                 rows: Sequence[str] = tuple(TABLE4_ROWS), progress: bool = True) -> dict[str, HTF]:
-    """The models of Table 4's ``rows`` (cached), keyed by row letter."""
-    models = {}
-    for row in rows:
-        flow, pretrained, frozen = TABLE4_ROWS[row]
-        cfg = model_config(setup, flow=flow, pretrained=pretrained, frozen=frozen, prior=prior)
-        models[row] = train_model(cfg, setup, arrays, data_key, progress)
-    return models
+def model_specs(setup: HearTheFlowSetup, models: Models, progress: bool = True,
+                lvs_postprocess: str = "clean") -> dict[str, ModelSpec]:
+    """Specs of the object prior, the Table 4 rows (by letter) and the Table 5 MaxPool model."""
+    from vssl_core.repro.cache import file_sha256
+
+    prior = prior_spec(setup, progress)
+    specs: dict[str, ModelSpec] = {} if prior is None else {"prior": prior}
+    vision_recipe = ({"imagenet_sha256": file_sha256(setup.imagenet_weights)} if setup.imagenet_weights
+                     else {"object_prior": prior.key})
+    cells = {row: (flow, pre, frozen, "resnet") for row, (flow, pre, frozen) in TABLE4_ROWS.items()}
+    cells["MaxPool"] = (True, True, True, "maxpool")
+    for row, (flow, pretrained, frozen, encoder) in cells.items():
+        cfg = model_config(setup, flow=flow, pretrained=pretrained, frozen=frozen, flow_encoder=encoder)
+
+        def factory(cfg=cfg, pretrained=pretrained):
+            if not pretrained:
+                return build_htf(cfg)[0]
+            if setup.imagenet_weights:
+                return build_htf(dataclasses.replace(cfg, pretrained_vision=setup.imagenet_weights))[0]
+            return build_htf(cfg, models.get(prior).encoder_state())[0]
+        recipe = {"model": cfg.to_dict(), "data": _data_recipe(setup), "vision": vision_recipe if pretrained else None}
+        specs[row] = ModelSpec(MODEL_NAMES[row], recipe, factory, setup.train_config(), lambda: _windows(setup, progress),
+                               validation_metrics(setup, lvs_postprocess), minutes=6.0)
+    return specs
+
+
+def trained_models(setup: HearTheFlowSetup, models: Models | None = None, rows: Sequence[str] = (*TABLE4_ROWS, "MaxPool"),
+                   progress: bool = True) -> dict[str, LVS | HTF]:
+    """The models of ``rows`` (Table 4 letters and "MaxPool"), shipped, cached or trained."""
+    models = models if models is not None else Models(progress=progress)
+    specs = model_specs(setup, models, progress)
+    return {row: models.get(specs[row]) for row in rows}
 
 
 # -- maps and scores -------------------------------------------------------------------------------

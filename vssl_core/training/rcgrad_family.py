@@ -1,26 +1,42 @@
-"""The RCGrad family (RCGrad, FlowGrad-IC, FlowGrad-EN) trained on the synthetic default, cached.
+"""The RCGrad family (RCGrad, FlowGrad-IC, FlowGrad-EN) and the object prior it starts from.
 
-Three studies use these models: FlowGrad (notebook 02) trains and scores them; the motion sweeps
-(notebook 03) and "Do We Need Sound?" (notebook 04) compare against them. They live here, below
-the studies, so that no study imports another. One typed :class:`RCGradFamilySetup` is passed
+Three studies use these models: FlowGrad (notebook 02) scores them; the motion sweeps (notebook
+03) and "Do We Need Sound?" (notebook 04) compare against them. They live here, below the
+studies, so that no study imports another. One typed :class:`RCGradFamilySetup` is passed
 whole; its defaults are the quick profile's ``[02_flowgrad]`` values.
 
-Protocol: self-supervised training uses random windows of the **training clips** only (their
-boxes and events are never read; :func:`vssl_core.data.arrays.split_clips`); FlowGrad-IC and -EN
-are fine-tuned from the trained RCGrad, as the paper starts them from the released one.
+Recipe (what :func:`family_specs` trains, in this order):
+
+1. ``rcgrad-prior``: the object prior (:class:`~vssl_core.models.pretrain.PriorNet`), RCGrad's
+   image encoder trained to label the object class of every feature-grid cell on frames of the
+   training scenes, our stand-in for the ImageNet weights RCGrad starts from.
+2. ``rcgrad``: RCGrad from that prior (image encoder) and a random audio encoder, trained with
+   the symmetric InfoNCE loss on random windows of the training scenes
+   (:class:`~vssl_core.data.training_set.TrainingScenes`: many short clips, never the
+   evaluation clips), validated every epoch on windows of the validation scenes (loss,
+   audio-to-image retrieval) and on their labelled pairs (cIoU@0.3 and audio sensitivity);
+   the best epoch by validation loss is kept, its BatchNorm statistics recalibrated.
+3. ``flowgrad_ic`` and ``flowgrad_en``: fine-tuned from the trained RCGrad (the paper starts them
+   from the released RCGrad) on the same windows.
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cache
 
-from vssl_core.data.arrays import load_training, split_clips, training_key
+import numpy as np
+
 from vssl_core.data.flow import FlowParams
-from vssl_core.data.urbansas import UrbansasDataset
+from vssl_core.data.synth import GENERATOR_VERSION
+from vssl_core.data.training_set import TrainingScenes, load_training_data, validation_pairs
 from vssl_core.repro.profiles import StudySetup
+from vssl_core.training.loop import TrainConfig
+from vssl_core.training.store import Models, ModelSpec
 
-__all__ = ["RCGradFamilySetup", "FAMILY", "train_config", "load_family_training", "family_data_key",
-           "cached_rcgrad", "cached_family", "train_family"]
+__all__ = ["RCGradFamilySetup", "FAMILY", "family_specs", "prior_spec", "trained_family", "trained_rcgrad",
+           "validation_metrics", "data_recipe"]
 
 #: The models of the family, in training order.
 FAMILY = ("rcgrad", "flowgrad_ic", "flowgrad_en")
@@ -28,14 +44,16 @@ FAMILY = ("rcgrad", "flowgrad_ic", "flowgrad_en")
 
 @dataclass(frozen=True)
 class RCGradFamilySetup(StudySetup):
-    """Data split, sizes, training and flow of the RCGrad family (notebook 02's parameters).
+    """Data, sizes and training of the RCGrad family (notebook 02's parameters).
 
     Attributes
     ----------
     eval_clips : int
-        Number of held-out clips (the last ones in name order) for evaluation.
-    train_windows : int
-        Random training windows drawn from the other clips.
+        Held-out clips of the default synthetic set (the last ones by name): the evaluation pairs.
+    train_scenes, scene_seconds, scene_seed, val_scenes : int, float, int, int
+        The training scenes (:class:`~vssl_core.data.training_set.TrainingScenes`).
+    train_windows, val_windows : int
+        Random windows drawn from the training and the validation scenes.
     image_size, width, layer4_stride : int, float, int
         Model input side (px), ResNet-18 width multiplier, layer4 stride (1 as RCGrad).
     audio_sr : int
@@ -43,13 +61,20 @@ class RCGradFamilySetup(StudySetup):
     train_audio_seconds : float
         Training window length (s). RCGrad trains on 5 s; the quick profile uses 1 s (the audio
         encoder dominates the cost). Evaluation always uses FlowGrad's 1 s from t - 0.5.
+    prior_epochs : int
+        Epochs of the object prior (0: start RCGrad from random weights, as "de novo").
     epochs, finetune_epochs : int
-        RCGrad epochs; FlowGrad-IC / -EN fine-tuning epochs.
+        RCGrad epochs; FlowGrad-IC / -EN fine-tuning epochs (maxima: early stopping on validation).
     batch_size, lr, seed : int, float, int
+    patience : int
+        Early stopping: epochs without a lower validation loss before training stops.
     flow_window_s : float
         Flow aggregation window (0.125 s = one 8-fps pair, the paper).
     compensate_camera : bool
         Subtract global camera motion from the flow (beyond the paper).
+    flow_input : {"paper", "unit"}
+        How FlowGrad-IC / -EN read the flow magnitude: the paper's ``(|v| + 5) / 200`` or
+        ``|v| / 2`` (about unit scale, like the normalised RGB channels).
     num_threads : int or None
         torch threads while training (None: torch's default).
     """
@@ -57,104 +82,169 @@ class RCGradFamilySetup(StudySetup):
     PROFILE_TABLE = "02_flowgrad"
 
     eval_clips: int = 40
+    train_scenes: int = 3000
+    scene_seconds: float = 2.0
+    scene_seed: int = 2000
+    val_scenes: int = 100
     train_windows: int = 3000
+    val_windows: int = 512
     image_size: int = 128
     width: float = 0.5
     layer4_stride: int = 1
     audio_sr: int = 16000
     train_audio_seconds: float = 1.0
+    prior_epochs: int = 6
     epochs: int = 8
-    finetune_epochs: int = 2
+    finetune_epochs: int = 4
     batch_size: int = 64
     lr: float = 1e-3
     seed: int = 0
     flow_window_s: float = 0.125
     compensate_camera: bool = False
+    patience: int = 3
+    flow_input: str = "unit"
     num_threads: int | None = None
 
     @property
     def flow(self) -> FlowParams:
         return FlowParams(window_s=self.flow_window_s, compensate_camera=self.compensate_camera)
 
+    @property
+    def scenes(self) -> TrainingScenes:
+        return TrainingScenes(self.train_scenes, self.scene_seconds, self.scene_seed, self.val_scenes)
 
-def train_config(setup: RCGradFamilySetup, kind: str):
-    """The :class:`~vssl_core.training.contrastive.TrainConfig` of one family member."""
-    from vssl_core.models.rcgrad import ModelConfig
-    from vssl_core.training.contrastive import TrainConfig
-
-    model = ModelConfig(kind=kind, width=setup.width, layer4_stride=setup.layer4_stride,
-                        image_size=setup.image_size, audio_sr=setup.audio_sr)
-    epochs = setup.epochs if kind == "rcgrad" else setup.finetune_epochs
-    return TrainConfig(model=model, epochs=epochs, batch_size=setup.batch_size, lr=setup.lr,
-                       seed=setup.seed, num_threads=setup.num_threads)
+    def train_config(self, epochs: int) -> TrainConfig:
+        return TrainConfig(epochs=epochs, batch_size=self.batch_size, lr=self.lr, seed=self.seed,
+                           early_stopping_patience=self.patience, num_threads=self.num_threads)
 
 
-def _training_args(setup: RCGradFamilySetup) -> dict:
-    return {"n_windows": setup.train_windows, "seconds": setup.train_audio_seconds,
-            "image_size": setup.image_size, "flow": setup.flow, "audio_sr": setup.audio_sr,
-            "seed": setup.seed}
+def data_recipe(setup: RCGradFamilySetup) -> dict:
+    """The portable description of the family's training windows (part of every recipe)."""
+    return {"scenes": setup.scenes.to_dict(), "generator": GENERATOR_VERSION, "windows": setup.train_windows,
+            "val_windows": setup.val_windows, "seconds": setup.train_audio_seconds, "image_size": setup.image_size,
+            "flow": dataclasses.asdict(setup.flow), "audio_sr": setup.audio_sr, "seed": setup.seed}
 
 
-def family_data_key(setup: RCGradFamilySetup, dataset: UrbansasDataset, clips: Sequence[str]) -> str:
-    """The fingerprint of the family's training windows (the model cache's data key)."""
-    return training_key(dataset, clips, **_training_args(setup))
+@cache
+def _windows(setup: RCGradFamilySetup, progress: bool = True):
+    return load_training_data(setup.scenes, n_windows=setup.train_windows, n_val_windows=setup.val_windows,
+                              seconds=setup.train_audio_seconds, image_size=setup.image_size, flow=setup.flow,
+                              audio_sr=setup.audio_sr, seed=setup.seed, progress=progress)
 
 
-def load_family_training(setup: RCGradFamilySetup, dataset: UrbansasDataset, clips: Sequence[str],
-                         progress: bool = True):
-    """The family's training windows of ``clips`` (:class:`TrainingArrays`) and their data key."""
-    return load_training(dataset, clips, progress=progress, **_training_args(setup))
+@cache
+def _val_pairs(setup: RCGradFamilySetup):
+    pairs = validation_pairs(setup.scenes, image_size=setup.image_size, flow=setup.flow, audio_sr=setup.audio_sr,
+                             progress=False)
+    step = max(1, len(pairs) // 256)  # at most ~256 pairs: a per-epoch check, not a table
+    return pairs.subset(list(range(0, len(pairs), step)))
 
 
-def _train_arrays(arrays):
-    from vssl_core.training.contrastive import TrainArrays
+def validation_metrics(setup: RCGradFamilySetup, kind: str):
+    """The per-epoch held-out check of a family member: cIoU@0.3 of its maps on labelled pairs of
+    the validation scenes, and how much they change with swapped audio."""
+    from vssl_core.eval.audio_sensitivity import audio_sensitivity
+    from vssl_core.eval.metrics import ciou, ciou_at
+    from vssl_core.models import rcgrad_maps
 
-    return TrainArrays(arrays.images, arrays.audio, arrays.flow)
+    def metrics(model) -> Mapping[str, float]:
+        pairs = _val_pairs(setup)
+        maps = rcgrad_maps.maps(model, pairs)
+        out = {"val_ciou@0.3": float(ciou_at(ciou(maps.maps, pairs.gt, postprocess=maps.postprocess), 0.3))}
+        out["val_audio_sensitivity"] = audio_sensitivity(lambda ev: rcgrad_maps.maps(model, ev), pairs.subset(
+            list(range(min(len(pairs), 128)))))
+        if kind == "rcgrad":
+            fh = rcgrad_maps.flowgrad_h_from_rcgrad(maps, pairs.flow)
+            out["val_flowgrad_h_ciou@0.3"] = float(ciou_at(ciou(fh.maps, pairs.gt, postprocess="none"), 0.3))
+        return out
+    return metrics
 
 
-def cached_rcgrad(setup: RCGradFamilySetup, dataset: UrbansasDataset, clips: Sequence[str] | None = None,
-                  progress: bool = True):
-    """The trained RCGrad (cached); the training arrays are loaded only on a cache miss.
+def prior_spec(setup: RCGradFamilySetup, progress: bool = True) -> ModelSpec:
+    """The object prior of RCGrad's image encoder (see the module docstring)."""
+    from vssl_core.models.pretrain import PriorConfig, PriorNet
 
-    ``clips``: the training clips (default: :func:`split_clips` of ``dataset`` at
-    ``setup.eval_clips``)."""
-    from vssl_core.training.contrastive import cached_model, cached_train
+    cfg = PriorConfig(arch="resnet18", width=setup.width, layer4_stride=setup.layer4_stride,
+                      image_size=setup.image_size, normalization="clip")
+    recipe = {"prior": cfg.to_dict(), "scenes": setup.scenes.to_dict(), "generator": GENERATOR_VERSION,
+              "frames": "every 0.5 s"}
+    return ModelSpec("rcgrad-prior", recipe, lambda: PriorNet(cfg),
+                     TrainConfig(epochs=max(setup.prior_epochs, 1), batch_size=setup.batch_size, lr=1e-3,
+                                 seed=setup.seed, num_threads=setup.num_threads),
+                     lambda: prior_arrays(setup.scenes, cfg, progress), minutes=3.0)
 
-    clips = split_clips(dataset, setup.eval_clips)[0] if clips is None else clips
-    key = family_data_key(setup, dataset, clips)
-    model = cached_model(train_config(setup, "rcgrad"), key)
-    if model is not None:
+
+def prior_arrays(scenes: TrainingScenes, cfg, progress: bool = True):
+    """Frames (every 0.5 s) of the training and validation scenes with their per-cell targets."""
+    import cv2
+
+    from vssl_core.data import sources
+    from vssl_core.models.pretrain import PriorArrays, object_targets
+
+    ds = scenes.dataset(progress)
+    objects = sources.load_objects(ds.root)
+    out = []
+    for clips in scenes.split(ds):
+        keys, frames = [], []
+        for clip in clips:
+            times = list(np.arange(0.0, ds.duration(clip) - 1e-6, 0.5))
+            for t, img in zip(times, ds.frames(clip, times)):
+                keys.append((clip, float(t)))
+                frames.append(cv2.resize(img, (cfg.image_size, cfg.image_size), interpolation=cv2.INTER_AREA))
+        out.append(PriorArrays(np.stack(frames), object_targets(objects, keys, cfg.image_size, cfg.grid)))
+    return out[0], out[1]
+
+
+def family_specs(setup: RCGradFamilySetup, models: Models, progress: bool = True) -> dict[str, ModelSpec]:
+    """The family's specs by name (``rcgrad-prior``, ``rcgrad``, ``flowgrad_ic``, ``flowgrad_en``);
+    ``models`` resolves the models a spec starts from (the prior, the trained RCGrad)."""
+    from vssl_core.models.rcgrad import FlowGradEN, FlowGradIC, ModelConfig, build_model
+
+    data = (lambda: _family_data(setup, progress))
+    specs: dict[str, ModelSpec] = {}
+    prior = prior_spec(setup, progress) if setup.prior_epochs > 0 else None
+    if prior is not None:
+        specs[prior.name] = prior
+
+    def rc_config(kind: str) -> ModelConfig:
+        return ModelConfig(kind=kind, width=setup.width, layer4_stride=setup.layer4_stride,
+                           image_size=setup.image_size, audio_sr=setup.audio_sr, flow_input=setup.flow_input)
+
+    def rcgrad_factory():
+        model = build_model(rc_config("rcgrad"))
+        if prior is not None:
+            model.image_encoder.load_state_dict(models.get(prior).encoder_state())
         return model
-    arrays, key = load_family_training(setup, dataset, clips, progress)
-    return cached_train(train_config(setup, "rcgrad"), _train_arrays(arrays), key, progress=progress)
+
+    base = {"data": data_recipe(setup), "prior": prior.key if prior is not None else None}
+    specs["rcgrad"] = ModelSpec("rcgrad", {**base, "model": rc_config("rcgrad").to_dict()}, rcgrad_factory,
+                                setup.train_config(setup.epochs), data, validation_metrics(setup, "rcgrad"),
+                                minutes=15.0)
+    rc_spec = specs["rcgrad"]
+    for kind, cls in (("flowgrad_ic", FlowGradIC), ("flowgrad_en", FlowGradEN)):
+        def factory(cls=cls, kind=kind):
+            model = cls.from_rcgrad(models.get(rc_spec))
+            model.config = rc_config(kind)
+            return model
+        specs[kind] = ModelSpec(kind, {**base, "model": rc_config(kind).to_dict(), "init": rc_spec.key}, factory,
+                                setup.train_config(setup.finetune_epochs), data, validation_metrics(setup, kind),
+                                minutes=8.0 if kind == "flowgrad_ic" else 12.0)
+    return specs
 
 
-def train_family(setup: RCGradFamilySetup, arrays, data_key: str, progress: bool = True) -> dict:
-    """RCGrad from scratch, then FlowGrad-IC and -EN fine-tuned from it (all cached).
-
-    ``arrays`` : :class:`~vssl_core.data.arrays.TrainingArrays` with the flow magnitude."""
-    from vssl_core.training.contrastive import cached_train
-
-    ta = _train_arrays(arrays)
-    rc = cached_train(train_config(setup, "rcgrad"), ta, data_key, progress=progress)
-    out = {"rcgrad": rc}
-    for kind in FAMILY[1:]:
-        out[kind] = cached_train(train_config(setup, kind), ta, data_key, progress=progress, init_model=rc)
-    return out
+def _family_data(setup: RCGradFamilySetup, progress: bool):
+    d = _windows(setup, progress)
+    return d.train, d.val
 
 
-def cached_family(setup: RCGradFamilySetup, dataset: UrbansasDataset, clips: Sequence[str] | None = None,
-                  progress: bool = True) -> dict:
-    """:func:`train_family` on the windows of ``clips``, loading the training arrays only when a
-    model is not in the cache yet (~0.5 GB in the quick profile, released on return)."""
-    from vssl_core.training.contrastive import cached_model
+def trained_family(setup: RCGradFamilySetup, models: Models | None = None, progress: bool = True) -> dict:
+    """RCGrad, FlowGrad-IC and FlowGrad-EN, by kind (shipped, cached or trained: ``models``' policy)."""
+    models = models if models is not None else Models(progress=progress)
+    specs = family_specs(setup, models, progress)
+    return {kind: models.get(specs[kind]) for kind in FAMILY}
 
-    clips = split_clips(dataset, setup.eval_clips)[0] if clips is None else clips
-    key = family_data_key(setup, dataset, clips)
-    rc = cached_model(train_config(setup, "rcgrad"), key)
-    if rc is not None:
-        rest = {k: cached_model(train_config(setup, k), key, init_model=rc) for k in FAMILY[1:]}
-        if all(m is not None for m in rest.values()):
-            return {"rcgrad": rc, **rest}
-    arrays, key = load_family_training(setup, dataset, clips, progress)
-    return train_family(setup, arrays, key, progress=progress)
+
+def trained_rcgrad(setup: RCGradFamilySetup, models: Models | None = None, progress: bool = True):
+    """The trained RCGrad alone."""
+    models = models if models is not None else Models(progress=progress)
+    return models.get(family_specs(setup, models, progress)["rcgrad"])

@@ -57,6 +57,7 @@ class ModelSource:
     progress: bool = True
     profile: str = ""
     overrides: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    models: Any = None  # vssl_core.training.store.Models: shipped weights, cache, training
 
 
 def flowgrad_source(profile: str, overrides: Mapping[str, Any] | None = None,
@@ -68,11 +69,13 @@ def flowgrad_source(profile: str, overrides: Mapping[str, Any] | None = None,
     """
     from vssl_core.training.rcgrad_family import RCGradFamilySetup
 
+    from vssl_core.training.weights import models_for
+
     overrides = dict(overrides or {})
     setup = RCGradFamilySetup.for_profile(profile, overrides, notebooks_dir)
     values = {**profile_values(profile, RCGradFamilySetup.PROFILE_TABLE, notebooks_dir), **overrides}
     return ModelSource(setup, int(values["synth_clips"]), int(values["synth_seed"]), progress, profile,
-                       overrides)
+                       overrides, models_for(profile, bool(overrides.get("retrain", False)), progress))
 
 
 def _require_profile(source: ModelSource, method: str) -> None:
@@ -133,8 +136,7 @@ def _time_key(clip: str, t: float) -> tuple[str, int]:
 
 
 def _ablation_context(source: ModelSource) -> dict[str, Any]:
-    """Hear The Flow's setup, training arrays, vision prior and evaluation flow fields (cached)."""
-    from vssl_core.data import sources
+    """Hear The Flow's setup and the flow fields of its evaluation pairs (cached)."""
     from vssl_core.data.arrays import split_clips
     from vssl_core.studies import hear_the_flow
 
@@ -144,13 +146,10 @@ def _ablation_context(source: ModelSource) -> dict[str, Any]:
         raise ValueError(f"Hear The Flow uses audio at {setup.audio_sr} Hz but the explorer's pairs are at "
                          f"{source.setup.audio_sr} Hz: use equal audio_sr")
     synth = _synthetic(source)
-    train_clips, test_clips = split_clips(synth, setup.eval_clips)
-    arrays, key = hear_the_flow.load_training(synth, train_clips, setup, progress=source.progress)
-    prior = hear_the_flow.vehicle_prior(synth, sources.load_objects(synth.root), train_clips, setup,
-                                        progress=source.progress)
+    _, test_clips = split_clips(synth, setup.eval_clips)
     ev = hear_the_flow.load_pairs(synth, test_clips, setup, progress=source.progress)
     flow_fields = {_time_key(c, t): ev.flow_field[i] for i, (c, t) in enumerate(zip(ev.clips, ev.times))}
-    return {"setup": setup, "arrays": arrays, "key": key, "prior": prior, "flow_fields": flow_fields}
+    return {"setup": setup, "flow_fields": flow_fields}
 
 
 def _htf_method(method: str, context: Lazy, progress: bool) -> Callable[[], MapFunction]:
@@ -160,11 +159,9 @@ def _htf_method(method: str, context: Lazy, progress: bool) -> Callable[[], MapF
         from vssl_core.studies import hear_the_flow
 
         ctx = context.get()
-        setup = ctx["setup"]
-        flow, pretrained, frozen = hear_the_flow.TABLE4_ROWS[HTF_ROWS[method]]
-        config = hear_the_flow.model_config(setup, flow=flow, pretrained=pretrained, frozen=frozen,
-                                            prior=ctx["prior"])
-        model = hear_the_flow.train_model(config, setup, ctx["arrays"], ctx["key"], progress=progress)
+        row = HTF_ROWS[method]
+        flow = hear_the_flow.TABLE4_ROWS[row][0]
+        model = hear_the_flow.trained_models(ctx["setup"], ctx["models"], rows=(row,), progress=progress)[row]
 
         def maps(ev: EvalArrays) -> LocalizationMaps:
             if flow:
@@ -186,9 +183,8 @@ def _oya_model(source: ModelSource):
 
     _require_profile(source, "Oya et al.'s maps")
     setup = do_we_need_sound.OyaSetup.for_profile(source.profile, source.overrides)
-    return do_we_need_sound.trained_oya(setup, synth_clips=source.synth_clips, synth_seed=source.synth_seed,
-                                        data=do_we_need_sound.rcgrad_setup(source.profile, setup),
-                                        progress=source.progress)
+    return do_we_need_sound.trained_oya(setup, do_we_need_sound.rcgrad_setup(source.profile, setup, source.overrides),
+                                        source.models, progress=source.progress)
 
 
 def _oya_method(potential: bool, model: Lazy) -> Callable[[], MapFunction]:
@@ -211,9 +207,9 @@ def method_registry(source: ModelSource) -> dict[str, LazyMethod]:
     """
     from vssl_core.training import rcgrad_family
 
-    rcgrad = Lazy(lambda: rcgrad_family.cached_rcgrad(source.setup, _synthetic(source), progress=source.progress))
-    family = Lazy(lambda: rcgrad_family.cached_family(source.setup, _synthetic(source), progress=source.progress))
-    ablations = Lazy(lambda: _ablation_context(source))
+    rcgrad = Lazy(lambda: rcgrad_family.trained_rcgrad(source.setup, source.models, source.progress))
+    family = Lazy(lambda: rcgrad_family.trained_family(source.setup, source.models, source.progress))
+    ablations = Lazy(lambda: {**_ablation_context(source), "models": source.models})
     flowgrad = {
         "RCGrad": (rcgrad.get, False, "Grad-CAM of <image, audio> embeddings"),
         "FlowGrad-H": (rcgrad.get, True, "clean RCGrad map x raw flow magnitude"),
