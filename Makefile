@@ -2,22 +2,37 @@
 #   make figures   set up, then regenerate every figure and table (profile: quick)
 #   make test      set up, then run the test suite
 # Override the interpreter with PYTHON=python3.11, the profile with PROFILE=paper.
+# TORCH_INDEX=https://download.pytorch.org/whl/cpu installs torch and torchvision (the versions
+# pinned in requirements.txt) from that index first, here their CPU builds (2.14.1+cpu), instead
+# of PyPI's, which on Linux x86-64 are the CUDA builds (about 6.5 GB of .venv).
 
-PYTHON  ?= python3
-VENV    ?= .venv
-PROFILE ?= quick
-BIN     := $(VENV)/bin
-STAMP   := $(VENV)/.installed
+PYTHON      ?= python3
+VENV        ?= .venv
+PROFILE     ?= quick
+TORCH_INDEX ?=
+BIN         := $(VENV)/bin
+STAMP       := $(VENV)/.installed
 
-.PHONY: setup browser figures test bench clean-figures kernel
+.PHONY: setup git-filter browser figures test bench clean-figures
 
-setup: $(STAMP)
+setup: $(STAMP) git-filter
 
 $(STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -r requirements.txt
+	$(BIN)/python -m pip install --upgrade pip
+ifneq ($(strip $(TORCH_INDEX)),)
+	$(BIN)/python -m pip install --index-url $(TORCH_INDEX) $$(grep -E '^torch(vision)?==' requirements.txt)
+endif
+	$(BIN)/python -m pip install -r requirements.txt
 	touch $(STAMP)
+
+# Notebooks are committed without outputs: a git clean filter (.ci/nbstrip.py, applied to
+# notebooks/*.ipynb by .gitattributes) strips what a run in JupyterLab saved. Skipped outside
+# a git clone (e.g. an unpacked archive).
+git-filter:
+	@if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then \
+	    $(BIN)/python .ci/nbstrip.py --install; \
+	else echo "git-filter: not a git clone, nothing to configure"; fi
 
 figures: setup
 	$(BIN)/python -m vssl_core regenerate --profile $(PROFILE)

@@ -1,15 +1,26 @@
-"""The explorer notebook in a real browser: JupyterLab + headless Chromium (Playwright).
+"""What a learner sees in a real browser: JupyterLab + headless Chromium (Playwright).
 
-A JupyterLab server (random free port, a token) serves a temporary folder holding a copy of
-``notebooks/05_explorer.ipynb`` parameterised with the smoke profile (papermill injects the
-parameters without executing) and a temporary ``VSSL_DATA_DIR``. Headless Chromium
-(``/usr/bin/chromium``, Debian's package; Playwright never downloads a browser here) opens it,
-runs all cells, changes the method and the post-processing dropdowns, and checks that the
-heatmap image changes and that the score shown is the one :mod:`vssl_core.viz.explorer` computes
-for the new state. A screenshot is saved to ``build/test-artifacts/`` (also on failure).
+A temporary *fresh clone* (the project's tracked and untracked-but-not-ignored files, committed
+into a new git repository, with the git filter of ``make setup``) holds ``01_dataset_bias`` and
+``05_explorer`` parameterised with the smoke profile (papermill injects the parameters cell and
+the clone commits it; ``output_dir`` keeps the notebook's own default, as by hand). A JupyterLab
+server (random free port, a token) serves the clone with a temporary ``VSSL_DATA_DIR`` and the
+clone's package on ``PYTHONPATH``. Headless Chromium (``/usr/bin/chromium``, Debian's package;
+Playwright never downloads a browser here) then does what a learner does:
+
+- opens ``01``, runs all cells and saves: the page shows rendered figures, the saved notebook
+  holds them as ``image/png`` outputs with no error, and the files went to
+  ``build/interactive/01_dataset_bias/``;
+- opens ``05``, runs all cells: the default view is an inline figure; changing the method and
+  the post-processing dropdowns changes the picture and shows the score that
+  :mod:`vssl_core.viz.explorer` computes for the new state;
+- after both, nothing committed changed: ``git diff`` of the clone is empty (the saved outputs
+  are filtered out) and nothing new appeared under ``figures/`` or ``notebooks/``.
+
+Screenshots go to ``build/test-artifacts/`` (also on failure).
 
 Without ``/usr/bin/chromium`` the test is skipped with the reason, except under ``CI=true``,
-where it fails: ``.ci/install-browser`` (run by ``make setup``) installs it as root.
+where it fails: ``.ci/install-browser`` (run by ``make test``) installs it as root.
 """
 from __future__ import annotations
 
@@ -33,9 +44,9 @@ CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 ARTIFACTS = repo_root() / "build" / "test-artifacts"
-NOTEBOOK = "05_explorer.ipynb"
+BIAS, EXPLORER = "01_dataset_bias", "05_explorer"
 START_METHOD, NEW_METHOD = "Centred box", "Optical flow only"  # no model to train in the browser
-RUN_TIMEOUT_S = 420  # the whole notebook on a fresh data folder (synthetic clips generated)
+RUN_TIMEOUT_S = 420  # a whole notebook on a fresh data folder (synthetic clips generated)
 UPDATE_TIMEOUT_S = 120
 
 
@@ -67,26 +78,64 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _smoke_parameters(output_dir: Path) -> dict:
+def _smoke_parameters(stem: str) -> dict:
+    """The smoke profile's values for notebook ``stem``, without ``output_dir`` (the notebook's
+    own default stays, as when a learner runs it)."""
     from vssl_core.repro.profiles import load_profile, profile_path, resolve_parameters
 
     nbdir = repo_root() / "notebooks"
-    params = resolve_parameters(nbdir / NOTEBOOK, load_profile(nbdir, "smoke"), "smoke",
+    params = resolve_parameters(nbdir / f"{stem}.ipynb", load_profile(nbdir, "smoke"), "smoke",
                                 profile_path(nbdir, "smoke"))
-    params.update(output_dir=str(output_dir), method=START_METHOD, postprocess="auto",
-                  urbansas_root="", audio_from=-1)
-    params.setdefault("sample_index", 0)
-    params.setdefault("threshold", 0.5)
+    params.pop("output_dir", None)
+    params["urbansas_root"] = ""
+    if stem == EXPLORER:
+        params.update(method=START_METHOD, postprocess="auto", audio_from=-1)
+        params.setdefault("sample_index", 0)
+        params.setdefault("threshold", 0.5)
     return params
 
 
-def _write_notebook(dest: Path, params: dict) -> None:
-    import nbformat
+def _git(clone: Path, *args: str) -> str:
+    out = subprocess.run(["git", "-c", "user.name=test", "-c", "user.email=test@example.org", *args],
+                         cwd=clone, capture_output=True, text=True)
+    assert out.returncode == 0, f"git {' '.join(args)}: {out.stderr}"
+    return out.stdout
+
+
+def _nbstrip(clone: Path):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("nbstrip", clone / ".ci" / "nbstrip.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _fresh_clone(dest: Path) -> dict[str, dict]:
+    """Copy the project's files (tracked, and untracked but not ignored) into ``dest``, inject the
+    smoke parameters into 01 and 05, commit, and install the git filter as ``make setup`` does.
+    Returns the injected parameters per notebook."""
     from papermill.iorw import load_notebook_node
     from papermill.parameterize import parameterize_notebook
 
-    nb = load_notebook_node(str(repo_root() / "notebooks" / NOTEBOOK))  # as papermill reads it
-    nbformat.write(parameterize_notebook(nb, params), dest)
+    root = repo_root()
+    files = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+                           cwd=root, capture_output=True, check=True).stdout.decode().split("\0")
+    for rel in filter(None, files):
+        if (root / rel).is_file():
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(root / rel, dest / rel)
+    nbstrip = _nbstrip(dest)
+    params = {}
+    for stem in (BIAS, EXPLORER):
+        params[stem] = _smoke_parameters(stem)
+        nb = parameterize_notebook(load_notebook_node(str(root / "notebooks" / f"{stem}.ipynb")), params[stem])
+        (dest / "notebooks" / f"{stem}.ipynb").write_text(nbstrip.dumps(nbstrip.strip(json.loads(json.dumps(nb)))))
+    _git(dest, "init", "-q")
+    _git(dest, "add", "-A")
+    _git(dest, "commit", "-q", "-m", "a fresh clone, smoke parameters injected")
+    subprocess.run([sys.executable, ".ci/nbstrip.py", "--install"], cwd=dest, check=True, capture_output=True)
+    return params
 
 
 def _wait_http(url: str, proc: subprocess.Popen, log: Path, timeout: float = 90.0) -> None:
@@ -105,20 +154,21 @@ def _wait_http(url: str, proc: subprocess.Popen, log: Path, timeout: float = 90.
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory, playwright_api):
-    """(url, token, params, data_dir) of a JupyterLab serving the parameterised notebook."""
+    """(url, token, params per notebook, data_dir, clone) of a JupyterLab serving a fresh clone."""
     root = tmp_path_factory.mktemp("browser")
-    work, data = root / "work", root / "data"
-    work.mkdir()
-    params = _smoke_parameters(root / "out")
-    _write_notebook(work / NOTEBOOK, params)
+    clone, data = root / "clone", root / "data"
+    clone.mkdir()
+    params = _fresh_clone(clone)
     port, token = _free_port(), secrets.token_hex(16)
-    env = dict(os.environ, VSSL_DATA_DIR=str(data), OMP_NUM_THREADS="1",
+    env = dict(os.environ, VSSL_DATA_DIR=str(data), OMP_NUM_THREADS="1", PYTHONPATH=str(clone),
                JUPYTER_CONFIG_DIR=str(root / "jupyter-config"),
                JUPYTER_RUNTIME_DIR=str(root / "jupyter-runtime"))
+    env.pop("MPLBACKEND", None)
+    env.pop("VSSL_SHARED_DATA", None)  # a learner's fresh clone: no real data
     log = root / "jupyterlab.log"
     cmd = [sys.executable, "-m", "jupyterlab", "--no-browser", "--ServerApp.ip=127.0.0.1",
            f"--ServerApp.port={port}", "--ServerApp.port_retries=0",
-           f"--ServerApp.root_dir={work}", f"--IdentityProvider.token={token}",
+           f"--ServerApp.root_dir={clone}", f"--IdentityProvider.token={token}",
            f"--LabApp.user_settings_dir={root / 'lab-settings'}",
            f"--LabApp.workspaces_dir={root / 'lab-workspaces'}",
            "--LabApp.expose_app_in_browser=True", "--LabApp.news_url=None",
@@ -126,10 +176,10 @@ def lab(tmp_path_factory, playwright_api):
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         cmd.append("--allow-root")  # containers and CI run as root
     with log.open("w") as fh:
-        proc = subprocess.Popen(cmd, cwd=work, env=env, stdout=fh, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(cmd, cwd=clone, env=env, stdout=fh, stderr=subprocess.STDOUT)
     try:
         _wait_http(f"http://127.0.0.1:{port}/api/status?token={token}", proc, log)
-        yield f"http://127.0.0.1:{port}", token, params, data
+        yield f"http://127.0.0.1:{port}", token, params, data, clone
     finally:
         proc.terminate()
         try:
@@ -139,6 +189,82 @@ def lab(tmp_path_factory, playwright_api):
             proc.wait()
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         shutil.copy(log, ARTIFACTS / "browser_jupyterlab.log")
+
+
+@pytest.fixture
+def page(lab, playwright_api, tmp_path):
+    """A Chromium page of the lab (closed afterwards)."""
+    with playwright_api.sync_playwright() as pw:
+        ctx = pw.chromium.launch_persistent_context(
+            str(tmp_path / "chromium-profile"), executable_path=str(CHROMIUM), headless=True,
+            args=CHROMIUM_FLAGS, viewport={"width": 1400, "height": 1800})
+        try:
+            yield ctx.pages[0] if ctx.pages else ctx.new_page()
+        finally:
+            ctx.close()
+
+
+def _open_and_run_all(page, url: str, token: str, stem: str) -> None:
+    """Open notebooks/<stem>.ipynb in a workspace of its own, run all cells and wait until every
+    code cell has run (or one failed)."""
+    path = f"notebooks/{stem}.ipynb"
+    page.goto(f"{url}/lab/workspaces/{stem}/tree/{path}?token={token}", timeout=120_000)
+    page.wait_for_function("""(path) => {
+        const w = window.jupyterapp && window.jupyterapp.shell.currentWidget;
+        return w && w.context && w.context.path === path && w.sessionContext;
+    }""", arg=path, timeout=120_000)
+    page.evaluate("""async (path) => {
+        const app = window.jupyterapp;
+        const panel = app.shell.currentWidget;
+        if (panel.context.path !== path) throw new Error(`current notebook is ${panel.context.path}`);
+        await panel.context.ready;
+        await panel.sessionContext.ready;
+        await app.commands.execute('notebook:run-all-cells');
+    }""", path)
+    page.wait_for_function("""(path) => {
+        const panel = window.jupyterapp.shell.currentWidget;
+        if (!panel || panel.context.path !== path) return false;
+        const kernel = panel.sessionContext.session && panel.sessionContext.session.kernel;
+        if (!kernel || kernel.status !== 'idle') return false;
+        const code = panel.content.widgets.filter(c => c.model.type === 'code');
+        const failed = code.some(c => [...Array(c.model.outputs.length).keys()]
+            .some(i => c.model.outputs.get(i).type === 'error'));
+        return failed || code.every(c => c.model.executionCount !== null);
+    }""", arg=path, timeout=RUN_TIMEOUT_S * 1000)
+
+
+def _save(page) -> None:
+    page.evaluate("""async () => {
+        const panel = window.jupyterapp.shell.currentWidget;
+        await panel.context.save();
+    }""")
+
+
+def _rendered_figures(page) -> int:
+    """Inline figures in the page (matplotlib's image/png outputs, not widget images), loaded."""
+    return page.evaluate("""() => [...document.querySelectorAll('.jp-OutputArea-output img')]
+        .filter(img => !img.classList.contains('widget-image') && img.naturalWidth > 0).length""")
+
+
+def _saved_outputs(clone: Path, stem: str) -> tuple[int, list[str]]:
+    """(image/png outputs, error names) of the notebook JupyterLab saved."""
+    nb = json.loads((clone / "notebooks" / f"{stem}.ipynb").read_text())
+    outs = [o for c in nb["cells"] if c["cell_type"] == "code" for o in c.get("outputs", [])]
+    return (sum("image/png" in o.get("data", {}) for o in outs),
+            [f"{o['ename']}: {o['evalue']}" for o in outs if o.get("output_type") == "error"])
+
+
+def _assert_nothing_committed_changed(clone: Path) -> None:
+    changed = _git(clone, "diff", "--name-only", "--", "notebooks", "figures")
+    assert changed == "", f"a run in the browser changed committed files: {changed}"
+    untracked = [ln for ln in _git(clone, "status", "--porcelain", "--untracked-files=all", "--",
+                                   "notebooks", "figures").splitlines() if ln.startswith("??")]
+    assert untracked == [], f"a run in the browser left new files in the committed folders: {untracked}"
+
+
+def _screenshot(page, name: str) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / name), full_page=True)
 
 
 def _expected_ciou(data: Path, params: dict, method: str, postprocess: str) -> float:
@@ -178,7 +304,7 @@ def _wait_update(page, old_src: str, must_contain: str) -> tuple[str, float]:
         """([oldSrc, needle]) => {
             const img = document.querySelector('img.widget-image');
             const score = [...document.querySelectorAll('.widget-html-content b')]
-                .map(b => b.textContent).find(t => t.startsWith('cIoU'));
+                .map(b => b.textContent).find(t => /^cIoU (nan|[0-9.]+) [|]/.test(t));
             return img && img.src && img.src !== oldSrc && score && score.includes(needle);
         }""", arg=[old_src, must_contain], timeout=UPDATE_TIMEOUT_S * 1000)
     return _score(page)
@@ -201,49 +327,59 @@ def test_missing_browser_skips_here_and_fails_in_ci(monkeypatch):
 
 @pytest.mark.browser
 @pytest.mark.slow
-def test_explorer_runs_and_updates_in_chromium(lab, playwright_api, tmp_path):
-    url, token, params, data = lab
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    shot = ARTIFACTS / "browser_explorer.png"
-    for old in (shot, ARTIFACTS / "browser_explorer_failure.png"):
-        old.unlink(missing_ok=True)
+def test_dataset_bias_shows_its_figures_inline_and_changes_nothing_committed(lab, page):
+    url, token, _, _, clone = lab
+    try:
+        _open_and_run_all(page, url, token, BIAS)
+        _save(page)
+        assert _rendered_figures(page) >= 1, "no figure is rendered in the notebook"
+        images, errors = _saved_outputs(clone, BIAS)
+        assert errors == [], f"cells failed: {errors}"
+        assert images >= 1, "the saved notebook embeds no image/png output"
+        scratch = clone / "build" / "interactive" / BIAS
+        assert (scratch / "fig2_dataset_bias.png").is_file(), f"nothing written to {scratch}"
+        _assert_nothing_committed_changed(clone)
+        _screenshot(page, "browser_dataset_bias.png")
+    except BaseException:
+        _screenshot(page, "browser_dataset_bias_failure.png")
+        raise
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_explorer_shows_its_view_and_widgets_change_the_picture(lab, page):
+    url, token, params, data, clone = lab
+    params = params[EXPLORER]
     t0 = time.monotonic()
-    with playwright_api.sync_playwright() as pw:
-        ctx = pw.chromium.launch_persistent_context(
-            str(tmp_path / "chromium-profile"), executable_path=str(CHROMIUM), headless=True,
-            args=CHROMIUM_FLAGS, viewport={"width": 1400, "height": 1800})
-        page = ctx.pages[0] if ctx.pages else ctx.new_page()
-        try:
-            page.goto(f"{url}/lab/tree/{NOTEBOOK}?token={token}", timeout=120_000)
-            page.wait_for_function("() => window.jupyterapp && window.jupyterapp.shell.currentWidget"
-                                   " && window.jupyterapp.shell.currentWidget.sessionContext",
-                                   timeout=120_000)
-            page.evaluate("""async () => {
-                const app = window.jupyterapp;
-                const panel = app.shell.currentWidget;
-                await panel.sessionContext.ready;
-                await app.commands.execute('notebook:run-all-cells');
-            }""")
-            page.wait_for_selector("img.widget-image[src^='blob:']", timeout=RUN_TIMEOUT_S * 1000)
-            text0, score0 = _score(page)
-            src0 = _image_src(page)
-            assert START_METHOD in text0
-            assert score0 == pytest.approx(_expected_ciou(data, params, START_METHOD, "auto"), abs=5e-4)
+    try:
+        _open_and_run_all(page, url, token, EXPLORER)
+        page.wait_for_selector("img.widget-image[src^='blob:']", timeout=RUN_TIMEOUT_S * 1000)
+        assert _rendered_figures(page) >= 1, "the default view is not shown inline"
+        text0, score0 = _score(page)
+        src0 = _image_src(page)
+        assert START_METHOD in text0
+        assert score0 == pytest.approx(_expected_ciou(data, params, START_METHOD, "auto"), abs=5e-4)
 
-            _select(page, "method", NEW_METHOD)
-            text1, score1 = _wait_update(page, src0, NEW_METHOD)
-            assert score1 == pytest.approx(_expected_ciou(data, params, NEW_METHOD, "auto"), abs=5e-4)
-            src1 = _image_src(page)
+        _select(page, "method", NEW_METHOD)
+        text1, score1 = _wait_update(page, src0, NEW_METHOD)
+        assert score1 == pytest.approx(_expected_ciou(data, params, NEW_METHOD, "auto"), abs=5e-4)
+        src1 = _image_src(page)
+        status = page.locator(".widget-html-content i").first.inner_text()
+        assert status.startswith(NEW_METHOD), f"status line {status!r}"
 
-            _select(page, "post-proc.", "clean")
-            text2, score2 = _wait_update(page, src1, "post-processing clean")
-            assert score2 == pytest.approx(_expected_ciou(data, params, NEW_METHOD, "clean"), abs=5e-4)
-            assert NEW_METHOD in text2
-            page.locator("img.widget-image").first.scroll_into_view_if_needed()
-            page.screenshot(path=str(shot), full_page=True)
-        finally:
-            if not shot.exists():
-                page.screenshot(path=str(ARTIFACTS / "browser_explorer_failure.png"), full_page=True)
-            ctx.close()
+        _select(page, "post-proc.", "clean")
+        text2, score2 = _wait_update(page, src1, "post-processing clean")
+        assert score2 == pytest.approx(_expected_ciou(data, params, NEW_METHOD, "clean"), abs=5e-4)
+        assert NEW_METHOD in text2
+        _save(page)
+        images, errors = _saved_outputs(clone, EXPLORER)
+        assert errors == [] and images >= 1, f"saved notebook: {images} images, errors {errors}"
+        _assert_nothing_committed_changed(clone)
+        page.locator("img.widget-image").first.scroll_into_view_if_needed()
+        _screenshot(page, "browser_explorer.png")
+    except BaseException:
+        _screenshot(page, "browser_explorer_failure.png")
+        raise
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
     (ARTIFACTS / "browser_explorer.json").write_text(json.dumps(
         {"scores": [text0, text1, text2], "seconds": round(time.monotonic() - t0, 1)}, indent=2) + "\n")

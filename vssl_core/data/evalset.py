@@ -123,6 +123,7 @@ def _n_channels(channels: str) -> int:
 
 def _to_dataset(gen, features: datasets.Features, tmp: Path, progress: bool) -> datasets.Dataset:
     was_disabled = datasets.utils.are_progress_bars_disabled()
+    progress = False  # our per-clip bar is the progress; datasets' "Generating train split: n/0" is not
     if not progress:
         datasets.utils.disable_progress_bars()
     try:
@@ -250,6 +251,7 @@ def _dataset_key(dataset: UrbansasDataset, clips: Sequence[str]) -> dict[str, An
 def _save(ds_builder, tmp: Path, progress: bool) -> None:
     ds = ds_builder(tmp / "_arrow")
     was_disabled = datasets.utils.are_progress_bars_disabled()
+    progress = False  # our per-clip bar is the progress; datasets' "Saving the dataset" is not
     if not progress:
         datasets.utils.disable_progress_bars()
     try:

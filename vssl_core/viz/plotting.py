@@ -12,7 +12,9 @@ from collections.abc import Mapping, Sequence
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.axes import Axes
-from matplotlib.patches import Rectangle
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch, Rectangle
+from matplotlib.ticker import FixedLocator, NullFormatter, NullLocator
 
 #: Fixed colours per dataset / method so every figure of the companion agrees.
 PALETTE = ["#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#e6ab02", "#a6761d", "#666666"]
@@ -104,22 +106,64 @@ def grid(nrows: int, ncols: int, size: float = 2.0) -> tuple[plt.Figure, np.ndar
 
 def metric_bars(ax: Axes, names: Sequence[str], values: Sequence[float],
                 lo: Sequence[float] | None = None, hi: Sequence[float] | None = None,
-                paper: Sequence[float | None] | None = None, label: str = "") -> Axes:
-    """Horizontal bars of one metric per method with CI whiskers and the paper's value as a tick."""
+                paper: Sequence[float | None] | None = None, label: str = "",
+                paper_label: str = "paper") -> Axes:
+    """Horizontal bars of one metric per method with CI whiskers and the paper's value as a tick.
+
+    When at least one paper value is drawn, a legend names the bars (ours, with 95% CIs when
+    ``lo`` and ``hi`` are given) and the black ticks (``paper_label``).
+    """
     y = np.arange(len(names))[::-1]
     v = np.asarray(values, dtype=float)
     err = None
     if lo is not None and hi is not None:
         err = np.vstack([v - np.asarray(lo, dtype=float), np.asarray(hi, dtype=float) - v])
     ax.barh(y, v, xerr=err, color=[colour(i) for i in range(len(names))], capsize=2)
+    drawn = False
     if paper is not None:
         for yi, p in zip(y, paper):
             if p is not None and np.isfinite(p):
                 ax.plot([p, p], [yi - 0.4, yi + 0.4], color="black", lw=2)
+                drawn = True
     ax.set_yticks(y, names)
     ax.set_xlabel(label)
     ax.set_xlim(0, 1)
+    if drawn:
+        ours = "ours (95% CI)" if err is not None else "ours"
+        ax.legend(handles=[Patch(facecolor="#bbbbbb", label=ours),
+                           Line2D([], [], color="black", lw=2, marker="|", ls="none", ms=10,
+                                  label=paper_label)],
+                  loc="lower right", frameon=False)
     return ax
+
+
+def flag_columns(table: "pd.DataFrame", exclude: Sequence[str] = ()) -> list[str]:
+    """Columns of ``table`` whose non-missing values are all booleans (e.g. Table 4's
+    ``flow`` / ``pretrained vision`` / ``frozen vision`` switches)."""
+    out = []
+    for col in table.columns:
+        if col in exclude:
+            continue
+        known = [v for v in table[col].tolist() if v is not None and not (isinstance(v, float) and np.isnan(v))]
+        if known and all(isinstance(v, (bool, np.bool_)) for v in known):
+            out.append(col)
+    return out
+
+
+def row_labels(table: "pd.DataFrame", label_column: str) -> list[str]:
+    """One label per row: ``label_column``, followed by the names of the row's true
+    :func:`flag_columns` (``"f: flow + pretrained vision + frozen vision"``; ``"a: none"`` when
+    all are false; the label alone where the flags are missing, e.g. reference rows)."""
+    flags = flag_columns(table, exclude=(label_column,))
+    labels = []
+    for _, row in table.iterrows():
+        label = str(row[label_column])
+        values = [row[c] for c in flags]
+        if flags and all(isinstance(v, (bool, np.bool_)) for v in values):
+            on = [c for c, v in zip(flags, values) if v]
+            label = f"{label}: {' + '.join(on) if on else 'none'}"
+        labels.append(label)
+    return labels
 
 
 #: Edge colours of the synthetic objects by state (GT boxes are drawn in green).
@@ -235,14 +279,20 @@ def localisation_examples(images: np.ndarray, boxes: Sequence[np.ndarray], flow:
 
 
 def results_bars(table: "pd.DataFrame", metric: str, paper_column: str | None = None,
-                 ax: Axes | None = None, label_column: str = "method") -> Axes:
-    """Bars of ``metric`` per row (``table`` from a study's table function, rows named by
-    ``label_column``) with 95% CIs and the paper's value as a black tick."""
+                 ax: Axes | None = None, label_column: str = "method",
+                 paper_label: str = "paper") -> Axes:
+    """Bars of ``metric`` per row with 95% CIs and the paper's value as a black tick.
+
+    Rows are named by ``label_column`` and, where the table has boolean switch columns (Table 4's
+    ablation rows), by the switches that are on (:func:`row_labels`); a legend names the paper's
+    ticks when ``paper_column`` holds values.
+    """
     if ax is None:
         _, ax = plt.subplots(figsize=(4.5, 0.35 * len(table) + 0.8))
     paper = table[paper_column].tolist() if paper_column else None
-    metric_bars(ax, table[label_column].astype(str).tolist(), table[metric].tolist(), table[f"{metric}_lo"].tolist(),
-                table[f"{metric}_hi"].tolist(), paper=paper, label=metric)
+    metric_bars(ax, row_labels(table, label_column), table[metric].tolist(),
+                table[f"{metric}_lo"].tolist(), table[f"{metric}_hi"].tolist(), paper=paper,
+                label=metric, paper_label=paper_label)
     return ax
 
 
@@ -265,8 +315,22 @@ def sweep_lines(table: "pd.DataFrame", x: str, y: str, hue: str, ax: Axes | None
                 ax.fill_between(part[x], part[f"{y}_lo"], part[f"{y}_hi"], color=colour(i), alpha=0.15,
                                 lw=0)
     if logx:
-        ax.set_xscale("log")
+        log_ticks(ax, table[x])
     ax.set_xlabel(x)
     ax.set_ylabel(y)
     ax.legend(fontsize=7)
+    return ax
+
+
+def log_ticks(ax: Axes, values: Sequence[float]) -> Axes:
+    """A log-scale x axis labelled only at ``values`` (``0.125, 0.5, 1, 2, 5``), no minor labels.
+
+    Matplotlib's default log labels (``2 x 10^-1``, ...) overlap when the data span one decade.
+    """
+    ticks = sorted({float(v) for v in values})
+    ax.set_xscale("log")
+    ax.xaxis.set_major_locator(FixedLocator(ticks))
+    ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.xaxis.set_minor_formatter(NullFormatter())
     return ax
