@@ -1,6 +1,11 @@
 # The two commands of the README:
-#   make figures   set up, then regenerate every figure and table (profile: quick)
+#   make figures   set up, then regenerate every figure and table (profile: quick), from the
+#                  shipped weights in weights/<profile>/ (nothing is trained)
 #   make test      set up, then run the test suite
+# Training is a separate job:
+#   make train     train every model the notebooks use and write weights/<profile>/ (resumes)
+#   make retrain   train everything from scratch in build/retrain/, regenerate the figures there
+#                  and compare every number with the committed figures' 95% intervals
 # Override the interpreter with PYTHON=python3.11, the profile with PROFILE=paper.
 # TORCH_INDEX=https://download.pytorch.org/whl/cpu installs torch and torchvision (the versions
 # pinned in requirements.txt) from that index first, here their CPU builds (2.14.1+cpu), instead
@@ -13,7 +18,7 @@ TORCH_INDEX ?=
 BIN         := $(VENV)/bin
 STAMP       := $(VENV)/.installed
 
-.PHONY: setup git-filter browser figures test bench clean-figures
+.PHONY: setup git-filter browser figures train retrain test bench clean-figures
 
 setup: $(STAMP) git-filter
 
@@ -36,6 +41,17 @@ git-filter:
 
 figures: setup
 	$(BIN)/python -m vssl_core regenerate --profile $(PROFILE)
+
+train: setup
+	$(BIN)/python -m vssl_core train --profile $(PROFILE)
+
+RETRAIN := build/retrain
+retrain: setup
+	VSSL_DATA_DIR=$(RETRAIN)/data VSSL_WEIGHTS_DIR=$(RETRAIN)/weights \
+	    $(BIN)/python -m vssl_core train --profile $(PROFILE)
+	VSSL_DATA_DIR=$(RETRAIN)/data VSSL_WEIGHTS_DIR=$(RETRAIN)/weights \
+	    $(BIN)/python -m vssl_core regenerate --profile $(PROFILE) --figures-dir $(RETRAIN)/figures
+	$(BIN)/python -m vssl_core compare figures $(RETRAIN)/figures --csv $(RETRAIN)/comparison.csv
 
 # Debian's chromium for tests/test_browser.py (a no-op when /usr/bin/chromium exists or when
 # not root; the test then skips, or fails under CI=true).

@@ -14,6 +14,7 @@ COMMANDS = {
     "pairs": "summarise the evaluation pairs of an Urbansas-layout folder (JSON)",
     "synth": "generate synthetic urban scenes in the official Urbansas layout",
     "train": "train every model the notebooks use and write the shipped weights (weights/<profile>/)",
+    "compare": "compare two regenerations' tables: each new estimate against the old 95% interval",
 }
 
 

@@ -96,6 +96,11 @@ def _engine(rng: np.random.Generator, thing: Thing, t_low: np.ndarray, sr_low: i
     base = rng.uniform(m0, m1) if moving else rng.uniform(i0, i1)
     drift = 0.035 if moving else 0.01
     f0 = base * (1.0 + drift * _smooth_noise(rng, n, sr_low, 0.4))
+    if not moving and thing.vx != 0:   # stop-and-go: the engine revs while the vehicle moves
+        run = 0.5 * (m0 + m1) / (0.5 * (i0 + i1))
+        ramp = np.interp(t_low, t_low, thing.moving_at(t_low).astype(np.float64))
+        ramp = np.convolve(ramp, np.ones(max(1, sr_low // 2)) / max(1, sr_low // 2), mode="same")
+        f0 = f0 * (1.0 + (run - 1.0) * ramp)
     phase = 2 * np.pi * np.cumsum(f0) / sr_low
     te = t_low - r_low / SPEED_OF_SOUND            # retarded time: Doppler
     phase_r = np.interp(te, t_low, phase)
@@ -144,9 +149,11 @@ def synthesize_audio(scene: Scene, config: SceneConfig) -> np.ndarray:
         if down > 1:
             eng = signal.resample_poly(eng, down, 1)[:n]
         src = _LEVEL[thing.label] * eng
-        if thing.state != "idling":
+        if thing.state != "idling" or thing.vx != 0:
             tyre = signal.sosfilt(tyre_band, vrng.standard_normal(n))
             tyre *= _TYRE[thing.label] * (abs(thing.vx) / 10.0) ** 1.5 / (tyre.std() + 1e-12)
+            if thing.state == "idling":   # stop-and-go: tyres only while it moves
+                tyre *= thing.moving_at(t)
             src = src + tyre
         # distance, pan and event window at a 1-kHz control rate (event ends lie on its grid)
         r, az = _geometry(scene, thing, t_ctl)

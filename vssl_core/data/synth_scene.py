@@ -29,7 +29,8 @@ parking lane, one or two traffic lanes per direction, far parking lane, far kerb
 (pedestrians, street lamps, trees) and building facades.
 
 Object states: ``moving`` (drives along a lane, sounds), ``idling`` (stands in a traffic lane,
-engine on, sounds), ``parked`` (parking lane, silent), ``pedestrian`` (walks on a sidewalk,
+engine on, sounds; a *stop-and-go* idling vehicle also drives in and stops, or waits and pulls away:
+``Thing.move_from`` / ``move_until``), ``parked`` (parking lane, silent), ``pedestrian`` (walks on a sidewalk,
 quiet footsteps), ``tree`` (sways, silent), ``offscreen`` (drives on a street behind the camera:
 heard, never seen).
 """
@@ -117,6 +118,10 @@ class SceneConfig:
     idling_prob : float
         Probability that the clip holds one vehicle idling in a traffic lane (engine on, no
         motion): rare but present, the case where motion cues fail.
+    stopgo_prob : float
+        Probability that the clip holds one stop-and-go vehicle (engine on all clip): it drives in
+        and stops in its lane, or waits and then pulls away (half each), the case FlowGrad's longer
+        flow windows are meant for. 0 by default (the default scenes do not draw it at all).
     n_pedestrians, n_trees : (int, int)
         Walking pedestrians (quiet footsteps) and swaying trees (silent): motion without a
         vehicle sound.
@@ -146,6 +151,7 @@ class SceneConfig:
     n_moving: tuple[int, int] = (1, 5)
     n_parked: tuple[int, int] = (1, 4)
     idling_prob: float = 0.25
+    stopgo_prob: float = 0.0
     n_pedestrians: tuple[int, int] = (0, 3)
     n_trees: tuple[int, int] = (0, 3)
     shake_prob: float = 0.2
@@ -163,7 +169,7 @@ class SceneConfig:
     def __post_init__(self) -> None:
         for name in ("n_moving", "n_parked", "n_pedestrians", "n_trees"):
             _check_range(name, getattr(self, name), 0)
-        for name in ("idling_prob", "shake_prob", "offscreen_prob", "night_fraction"):
+        for name in ("idling_prob", "stopgo_prob", "shake_prob", "offscreen_prob", "night_fraction"):
             _check_prob(name, getattr(self, name))
         if self.shake_amplitude < 0:
             raise data_error(None, "shake_amplitude", f"negative value {self.shake_amplitude}",
@@ -248,7 +254,8 @@ class Street:
 
 @dataclass(frozen=True)
 class Thing:
-    """One object of the scene. Its street coordinate is ``X(t) = x0 + vx * t`` (``vx`` in m/s)."""
+    """One object of the scene. Its street coordinate is ``X(t) = x0 + vx * clip(t, move_from,
+    move_until)`` (``vx`` in m/s): it moves between the two times and stands still outside them."""
 
     track_id: int
     label: str      # car / bus / truck / motorbike / pedestrian / tree
@@ -264,6 +271,8 @@ class Thing:
     facing: int = 1  # +1: front towards +X
     phase: float = 0.0   # gait / sway phase (rad)
     rate: float = 0.0    # step rate (Hz) for pedestrians, sway frequency for trees
+    move_from: float = -math.inf   # s: stands still before (a stop-and-go vehicle pulling away)
+    move_until: float = math.inf   # s: stands still after (a stop-and-go vehicle that stops)
 
     @property
     def is_vehicle(self) -> bool:
@@ -274,7 +283,12 @@ class Thing:
         return self.state in ("moving", "idling", "offscreen")
 
     def x(self, t):
-        return self.x0 + self.vx * np.asarray(t, dtype=np.float64)
+        return self.x0 + self.vx * np.clip(np.asarray(t, dtype=np.float64), self.move_from, self.move_until)
+
+    def moving_at(self, t) -> np.ndarray:
+        """True where the object moves at time ``t`` (s)."""
+        t = np.asarray(t, dtype=np.float64)
+        return (self.vx != 0) & (t > self.move_from) & (t < self.move_until)
 
 
 @dataclass(frozen=True)
@@ -544,6 +558,8 @@ def sample_scene(config: SceneConfig, rng: np.random.Generator, clip: str, index
         x = camera.x_at(float(rng.uniform(0.2, 0.8)) * ANN_W, street.lanes[lane])
         things.append(Thing(0, label, "idling", x, 0.0, street.lanes[lane], L, H, W,
                             _colour(rng, label), _seed(rng), facing=street.lane_dirs[lane]))
+    if config.stopgo_prob > 0 and rng.random() < config.stopgo_prob:
+        things.append(_stop_and_go(rng, camera, street, T, [o.z for o in things]))
     blocked = {t.z for t in things}
     free_lanes = [k for k, z in enumerate(street.lanes) if z not in blocked]
     for _ in range(int(rng.integers(config.n_moving[0], config.n_moving[1] + 1))):
@@ -618,6 +634,25 @@ def sample_scene(config: SceneConfig, rng: np.random.Generator, clip: str, index
     shake = shake_offsets(rng, config.n_frames, config.fps, config.shake_amplitude if shaky else 0.0)
     return Scene(clip=clip, index=index, night=night, camera=camera, street=street,
                  things=tuple(things), shake=shake, texture_seed=_seed(rng), audio_seed=_seed(rng))
+
+
+def _stop_and_go(rng: np.random.Generator, camera: Camera, street: Street, duration: float,
+                 taken: list[float]) -> Thing:
+    """A vehicle that drives into view and stops, or waits in view and pulls away (engine on)."""
+    label = _choice(rng, {"car": 0.75, "bus": 0.12, "truck": 0.08, "motorbike": 0.05})
+    lanes = [k for k, z in enumerate(street.lanes) if z not in taken] or list(range(len(street.lanes)))
+    lane = lanes[int(rng.integers(len(lanes)))]
+    L, H, W = _vehicle_dims(rng, label)
+    z, facing = street.lanes[lane], street.lane_dirs[lane]
+    x_stop = camera.x_at(float(rng.uniform(0.3, 0.7)) * ANN_W, z)
+    v = facing * float(rng.uniform(*_SPEED[label])) * 0.6
+    if rng.random() < 0.5:   # drives in, stops at t_s: X(t) = x_stop + v (min(t, t_s) - t_s)
+        t_s = float(rng.uniform(0.2, 0.6)) * duration
+        return Thing(0, label, "idling", x_stop - v * t_s, v, z, L, H, W, _colour(rng, label), _seed(rng),
+                     facing=facing, move_until=t_s)
+    t_g = float(rng.uniform(0.4, 0.8)) * duration   # waits, pulls away at t_g
+    return Thing(0, label, "idling", x_stop - v * t_g, v, z, L, H, W, _colour(rng, label), _seed(rng),
+                 facing=facing, move_from=t_g)
 
 
 def audible_interval(camera: Camera, thing: Thing, duration: float) -> tuple[float, float] | None:

@@ -74,7 +74,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "OYA_TABLE1", "OYA_TABLE1_DE_NOVO", "OYA_TABLE4", "OYA_TABLE5", "OYA_TABLE5_DE_NOVO",
-    "OYA_RANDOM", "LOC", "POT", "RANDOM",
+    "OYA_RANDOM", "LOC", "POT", "RANDOM", "CHANCE_LOSS",
     "OyaSetup", "data_setup", "rcgrad_setup", "ab_scene_config", "load_pairs", "load_real", "load_ab",
     "prior_spec", "model_specs", "trained_sizes", "trained_oya", "validation_metrics",
     "oya_method_maps", "concat_set", "concat_maps",
@@ -82,6 +82,9 @@ __all__ = [
     "side_accuracy", "pick_examples", "size_table", "gap_table", "type_table", "type_gap_table",
     "protocol_table",
 ]
+
+#: The similarity loss of a constant model (every cosine equal): (1 - c + c) / 2.
+CHANCE_LOSS = 0.5
 
 LOC = "Localisation map"
 POT = "Potential map"

@@ -129,8 +129,17 @@ def table1(results: Mapping[str, EvalResult], extra_cutoff: float | None = 0.5) 
     return pd.DataFrame(rows)
 
 
-#: The paired comparisons of notebook 02.
-COMPARISONS = (("FlowGrad-H", "RCGrad"), ("Optical flow only", "RCGrad"))
+#: The paired comparisons of notebook 02: the paper's central claims, then whether RCGrad adds
+#: anything to the flow (FlowGrad-H over flow only) and the learned fusions over RCGrad.
+COMPARISONS = (("FlowGrad-H", "RCGrad"), ("Optical flow only", "RCGrad"), ("FlowGrad-H", "Optical flow only"),
+               ("FlowGrad-EN", "RCGrad"), ("FlowGrad-IC", "RCGrad"))
+
+#: Chance validation loss of the contrastive models: ln(batch size) for symmetric InfoNCE.
+def chance_loss(batch_size: int) -> float:
+    """The symmetric InfoNCE loss of a model that ranks every pair of a batch alike, ``ln(batch)``."""
+    import math
+
+    return math.log(batch_size)
 
 
 def paired_table(results: Mapping[str, EvalResult], comparisons: Sequence[tuple[str, str]] = COMPARISONS,

@@ -4,8 +4,10 @@ FlowGrad (Sec. 4) proposes, without testing it, a longer temporal context (up to
 0.125 s) for vehicles that sound but stand still, and reports that shaky cameras break the
 flow cue. Both are tested here on synthetic streets built for the purpose:
 
-- :func:`context_sweep`: FlowGrad-H and flow only with flow windows from 0.125 s to 5 s on
-  scenes where every clip holds an idling vehicle (``SceneConfig(idling_prob=1)``). Besides
+- :func:`context_sweep`: FlowGrad-H and flow only with flow windows from 0.125 s to 5 s on two
+  kinds of scenes: every clip holds a vehicle idling for the whole clip (``idling_prob=1``: a
+  control no window can see), or a *stop-and-go* vehicle that drives in and stops, or waits and
+  pulls away (``stopgo_prob=1``: the case FlowGrad's proposal is for). Besides
   cIoU and AUC it reports, per sample, the fraction of the idling vehicles' box pixels that
   the binarised map covers ("idling recall"), and the same for moving vehicles.
 - :func:`shake_sweep`: flow only and FlowGrad-H against the shake amplitude, with and without
@@ -68,11 +70,15 @@ class MotionSetup(StudySetup):
 
 
 def state_boxes(objects: pd.DataFrame, clips: Sequence[str], times: Sequence[float], state: str,
-                min_visible: float = 0.1) -> list[np.ndarray]:
+                min_visible: float = 0.1, stationary: bool = False) -> list[np.ndarray]:
     """Per sample, the boxes ``(n, 4)`` (1280x720 units) of the objects in ``state``
     ("idling", "moving", "parked", ...) with at least ``min_visible`` of their silhouette in
-    view at that (clip, time), from the synthetic generator's object table."""
+    view at that (clip, time), from the synthetic generator's object table; ``stationary``
+    keeps only those standing still at that time (``speed_px_per_s == 0``: an idling vehicle,
+    or a stop-and-go one while it waits)."""
     rows = objects[(objects["state"] == state) & (objects["visible_fraction"] >= min_visible)]
+    if stationary:
+        rows = rows[rows["speed_px_per_s"] == 0]
     groups = {k: g[["x", "y", "w", "h"]].to_numpy(float)
               for k, g in rows.groupby([rows["filename"], rows["time"].round(1)])}
     return [groups.get((str(c), round(float(t), 1)), np.zeros((0, 4))) for c, t in zip(clips, times)]
@@ -134,8 +140,10 @@ def context_sweep(dataset: UrbansasDataset, objects: pd.DataFrame, setup: RCGrad
     Returns
     -------
     table : DataFrame
-        One row per (window_s, method): cIoU@``at`` and AUC (95% bootstrap CIs) and the mean
-        idling / moving recall (:func:`box_recall`) over the samples that have such vehicles.
+        One row per (window_s, method): cIoU@``at`` and AUC (95% bootstrap CIs), the mean recall
+        (:func:`box_recall`) of the idling vehicles standing still at the sample time (never-moving
+        ones, or stop-and-go ones while they wait) and of the moving vehicles, over the samples
+        that have such vehicles.
     results : dict
         :func:`context_key` -> EvalResult (the same samples for every window: paired).
 
@@ -147,13 +155,13 @@ def context_sweep(dataset: UrbansasDataset, objects: pd.DataFrame, setup: RCGrad
         ev = _pairs(dataset, clips, replace(setup, flow_window_s=float(w)))
         if rc_clean is None:
             rc_clean = rcgrad_clean_maps(rcgrad, ev)
-            idling = state_boxes(objects, ev.clips, ev.times, "idling")
+            idling = state_boxes(objects, ev.clips, ev.times, "idling", stationary=True)
             moving = state_boxes(objects, ev.clips, ev.times, "moving")
         maps = {"Optical flow only": flow_only_maps(ev), "FlowGrad-H": rcgrad_maps.flowgrad_h(rc_clean, ev.flow)}
         scored = _score_rows(maps, ev.gt, at, n_boot, seed, f"@ {float(w):g} s", results, window_s=float(w))
         for row, m in zip(scored, maps.values()):
-            row["idling recall"] = float(np.nanmean(box_recall(m, idling)))
-            row["moving recall"] = float(np.nanmean(box_recall(m, moving)))
+            row["idling recall"] = float(np.nanmean(box_recall(m, idling))) if any(len(b) for b in idling) else np.nan
+            row["moving recall"] = float(np.nanmean(box_recall(m, moving))) if any(len(b) for b in moving) else np.nan
             row["samples with idling"] = int(sum(len(b) > 0 for b in idling))
         rows += scored
     return pd.DataFrame(rows), results

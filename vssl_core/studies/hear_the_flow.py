@@ -52,7 +52,7 @@ from vssl_core.training.loop import TrainConfig
 from vssl_core.training.store import Models, ModelSpec
 
 __all__ = ["HearTheFlowSetup", "TABLE4_ROWS", "MODEL_NAMES", "HTF_TABLE4", "HTF_TABLE5", "load_pairs", "prior_spec",
-           "model_config", "model_specs", "trained_models", "validation_metrics", "audio_sensitivity", "score",
+           "model_config", "model_specs", "trained_models", "chance_loss", "validation_metrics", "audio_sensitivity", "score",
            "score_stream", "with_postprocess", "table4_stream", "table4", "table5"]
 
 #: Hear The Flow Table 4 (VGG-Sound 10k training, VGG-SS test): row -> (cIoU@0.5, AUC).
@@ -218,6 +218,14 @@ def model_config(setup: HearTheFlowSetup, *, flow: bool, pretrained: bool, froze
                      pretrained_vision=None, pretrained_flow=pretrained,
                      width=setup.width, layer4_stride=setup.layer4_stride, image_size=setup.image_size,
                      audio_sr=setup.audio_sr, audio_seconds=setup.audio_seconds)
+
+
+def chance_loss(batch_size: int) -> float:
+    """The tri-map loss when every logit of a row is equal (positive, hard negative and the
+    ``batch - 1`` easy negatives): ``ln(batch + 1)``, the level of a model that tells no pair apart."""
+    import math
+
+    return math.log(batch_size + 1)
 
 
 #: Spec names of the models of Tables 4 and 5.

@@ -1,0 +1,94 @@
+"""Prose generated from the numbers: what the notebooks say is what their tables show.
+
+Every sentence a notebook prints about a result comes from here, computed from the same tables
+it displays, with the same rule as the verdict tables (:func:`vssl_core.eval.claims.verdict`):
+
+- :func:`claims_markdown`: one bullet per claim of a :func:`~vssl_core.eval.claims.check_claims`
+  or :func:`~vssl_core.eval.scoring.paired_table` table, with its verdict, difference and interval;
+- :func:`learning_markdown`: per trained model, whether it learned on held-out data (validation
+  loss below the chance loss, retrieval above chance), with its numbers, so a model that did not
+  learn is called that;
+- :func:`target_markdown`: a stated target (e.g. "RCGrad cIoU@0.3 >= 0.10") against the measured
+  value, met or not.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+import pandas as pd
+
+__all__ = ["claims_markdown", "gaps_markdown", "learned", "learning_markdown", "target_markdown"]
+
+
+def _fmt(x: float) -> str:
+    return "nan" if x is None or not math.isfinite(float(x)) else f"{float(x):+.3f}"
+
+
+def claims_markdown(table: pd.DataFrame, metric: str | None = None) -> str:
+    """Markdown bullets, one per row: ``claim``/``comparison``, **verdict**, difference [lo, hi].
+
+    ``metric`` keeps only the rows of that metric (e.g. ``"AUC"``); default: all rows."""
+    rows = table if metric is None or "metric" not in table else table[table["metric"] == metric]
+    out = []
+    for _, r in rows.iterrows():
+        what = r.get("claim", r.get("comparison", ""))
+        paper = f"; paper: {r['paper']}" if isinstance(r.get("paper"), str) and r.get("paper") else ""
+        out.append(f"- {what}: **{r['verdict']}** ({r.get('metric', '')} difference {_fmt(r['difference'])}, "
+                   f"95% CI [{_fmt(r['lo'])}, {_fmt(r['hi'])}]{paper})")
+    return "\n".join(out)
+
+
+def learned(history: Sequence[Mapping], chance_loss: float) -> tuple[bool, dict]:
+    """Did training learn something that holds on held-out data?
+
+    Yes when the kept epoch's validation loss is below ``chance_loss`` and, where retrieval was
+    measured, its validation retrieval is at least twice the chance rate. Returns the answer and
+    the kept epoch's numbers."""
+    if not history:
+        return False, {}
+    best = min(history, key=lambda h: h.get("monitored", math.inf))
+    ok = "val_loss" in best and best["val_loss"] < chance_loss
+    if "val_retrieval" in best and best.get("retrieval_chance"):
+        ok = ok and best["val_retrieval"] >= 2 * best["retrieval_chance"]
+    return bool(ok), dict(best)
+
+
+def learning_markdown(histories: Mapping[str, Sequence[Mapping]], chance_losses: Mapping[str, float]) -> str:
+    """One bullet per model: learned or did not learn, with the kept epoch's validation numbers."""
+    out = []
+    for name, history in histories.items():
+        ok, best = learned(history, chance_losses[name])
+        if not best:
+            out.append(f"- **{name}**: no training history (weights from elsewhere).")
+            continue
+        parts = [f"validation loss {best['val_loss']:.3f} (chance {chance_losses[name]:.3f})"]
+        if "val_retrieval" in best:
+            parts.append(f"retrieval {best['val_retrieval']:.3f} (chance {best['retrieval_chance']:.3f})")
+        for key, label in (("val_ciou@0.3", "validation cIoU@0.3"), ("val_loc_ciou@0.3", "validation cIoU@0.3"),
+                           ("val_audio_sensitivity", "audio sensitivity")):
+            if key in best:
+                parts.append(f"{label} {best[key]:.3f}")
+        verdict = "learned" if ok else "did not learn"
+        out.append(f"- **{name}** {verdict} (epoch {best['epoch']} of {len(history)}): " + ", ".join(parts) + ".")
+    return "\n".join(out)
+
+
+def target_markdown(targets: Sequence[tuple[str, float, float]]) -> str:
+    """Bullets ``(what, measured, target)``: met when ``measured >= target``."""
+    return "\n".join(f"- {what}: {measured:.3f} (target {target:g}): **{'met' if measured >= target else 'not met'}**"
+                     for what, measured, target in targets)
+
+
+def gaps_markdown(table: pd.DataFrame, metric: str, label: str, prefix: str = "") -> str:
+    """Bullets for a table of paired gaps with columns ``<metric>_gap``, ``_lo``, ``_hi`` (e.g. the
+    localisation-minus-potential gaps of notebook 04), one per row labelled by column ``label``,
+    with the verdict of :func:`vssl_core.eval.claims.verdict` ("gap above zero" reproduced)."""
+    from vssl_core.eval.claims import verdict
+
+    out = []
+    for name, gap, lo, hi in zip(table[label].tolist(), table[f"{metric}_gap"], table[f"{metric}_lo"],
+                                 table[f"{metric}_hi"]):
+        out.append(f"- {prefix}{name}: **{verdict(lo, hi, gap)}** ({metric} gap {_fmt(gap)}, "
+                   f"95% CI [{_fmt(lo)}, {_fmt(hi)}])")
+    return "\n".join(out)
