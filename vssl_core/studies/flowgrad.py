@@ -134,12 +134,12 @@ def table1(results: Mapping[str, EvalResult], extra_cutoff: float | None = 0.5) 
 COMPARISONS = (("FlowGrad-H", "RCGrad"), ("Optical flow only", "RCGrad"), ("FlowGrad-H", "Optical flow only"),
                ("FlowGrad-EN", "RCGrad"), ("FlowGrad-IC", "RCGrad"))
 
-#: Chance validation loss of the contrastive models: ln(batch size) for symmetric InfoNCE.
-def chance_loss(batch_size: int) -> float:
-    """The symmetric InfoNCE loss of a model that ranks every pair of a batch alike, ``ln(batch)``."""
+def chance_loss(batch_size: int, kind: str = "rcgrad") -> float:
+    """The loss of a model that ranks every pair of a batch alike: ``ln(batch)`` for the symmetric
+    InfoNCE of RCGrad and FlowGrad-IC, three times that for FlowGrad-EN's three pairwise losses."""
     import math
 
-    return math.log(batch_size)
+    return math.log(batch_size) * (3 if kind == "flowgrad_en" else 1)
 
 
 def paired_table(results: Mapping[str, EvalResult], comparisons: Sequence[tuple[str, str]] = COMPARISONS,
