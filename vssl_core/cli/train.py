@@ -65,7 +65,7 @@ def _summary_row(name: str, meta: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from vssl_core.training.catalogue import all_specs
+    from vssl_core.cli.catalogue import all_specs
     from vssl_core.training.store import Models, cached
     from vssl_core.training.weights import export, read_manifest, weights_dir
 

@@ -1,7 +1,7 @@
 """Every trainable model the notebooks use, under one profile: the input of ``python -m vssl_core train``.
 
-This is the one place that knows which study trains which models; it sits above the studies
-(it imports them) and below the command line. Names are unique across studies:
+This is the one place that knows which study trains which models; it lives with the command line,
+the only layer above the studies. Names are unique across studies:
 ``rcgrad-prior``, ``rcgrad``, ``flowgrad_ic``, ``flowgrad_en`` (notebook 02, reused by 03-05),
 ``htf-prior``, ``htf-a`` .. ``htf-f``, ``htf-maxpool`` (notebook 03), ``oya-prior``,
 ``oya-<size>`` (notebook 04).
