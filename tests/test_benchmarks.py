@@ -334,3 +334,17 @@ def test_full_youtube_video_cuts_the_clip_at_the_ids_second(tmp_path):
     assert abs(s.frame.astype(float).mean() - 5 * 28) < 4
     assert audio_window(s, Protocol(audio_seconds=None), 1000).shape == (1, 10 * 1000)   # the 10-s clip only
     assert open_benchmark("vggss", root).load("fff_000002").frame_time == 24 / 4.0        # a clip: frame n // 2
+
+
+def test_find_supplied_takes_given_folders_and_rejects_wrong_ones(tmp_path, vggss, weights, monkeypatch):
+    monkeypatch.delenv("VSSL_SHARED_DATA", raising=False)
+    monkeypatch.setenv("VSSL_DATA_DIR", str(tmp_path / "data"))
+    flickr = make_flickr(tmp_path / "flickr")
+    s = hb.find_supplied(media={"vggss": vggss, "flickr": flickr}, weights={"rcgrad": weights / "rc_grad.pt"})
+    assert s.benchmarks["vggss"].media_ids() == ["aaa_000010", "bbb_000020", "ddd_000040"]
+    assert s.benchmarks["flickr"].media_ids() == ["1001", "1002"]        # its Annotations/ and flickr_test.csv
+    assert s.weights["rcgrad"] == weights / "rc_grad.pt" and s.weights["lvs"] is None
+    assert s.missing == {"vggss": [], "flickr": []}
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="no frames/, videos/"):
+        hb.find_supplied(vggss_json=vggss / "vggss.json", media={"vggss": tmp_path / "empty"})

@@ -140,10 +140,12 @@ def fit_map(x: np.ndarray, image: str) -> np.ndarray:
 
 def audio_window(sample: Sample, protocol: Protocol, sr: int) -> np.ndarray:
     """The protocol's window of ``sample``'s audio as ``float32 (1, T)`` at ``sr`` Hz (mono)."""
-    from vssl_core.models.audio import resample_audio
-
     x = sample.audio.mean(axis=0, keepdims=True).astype(np.float32)
-    x = resample_audio(x, sample.sr, sr)
+    if int(sample.sr) != int(sr):  # polyphase, the whole file at once (as librosa.load(sr=...) does)
+        from scipy.signal import resample_poly
+
+        g = math.gcd(int(sample.sr), int(sr))
+        x = resample_poly(x, int(sr) // g, int(sample.sr) // g, axis=-1).astype(np.float32)
     if protocol.clip:
         x = np.clip(x, -1.0, 1.0)
     if protocol.audio_anchor == "start":

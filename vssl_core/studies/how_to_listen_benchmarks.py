@@ -308,6 +308,8 @@ class BenchmarkEvaluation:
     runners : dict method -> Runner
     annotations_only : bool
         No method needed media: every annotated id was scored.
+    notes : list of str
+        Caveats for the table (e.g. only the first ``limit`` samples were scored).
     """
 
     benchmark: Benchmark
@@ -506,14 +508,16 @@ def _media_root(paths: Sequence[Path], name: str) -> Path | None:
 
 
 def find_supplied(vggss_json: str | Path | None = None, flickr_xml_dir: str | Path | None = None,
-                  weights: Mapping[str, str | Path | None] | None = None) -> Supplied:
+                  weights: Mapping[str, str | Path | None] | None = None,
+                  media: Mapping[str, str | Path | None] | None = None) -> Supplied:
     """Find the benchmarks' annotations and media and the weight files.
 
     Looked for: VGG-SS media in ``$VSSL_SHARED_DATA/vggss/`` then ``<data dir>/benchmarks/vggss/``;
     Flickr in ``$VSSL_SHARED_DATA/flickr_soundnet/`` then ``<data dir>/benchmarks/flickr/``
     (``Annotations/`` there unless ``flickr_xml_dir``); weights by the names of
-    :data:`WEIGHT_FILES` in ``$VSSL_SHARED_DATA/weights/`` then ``<data dir>/weights/``
-    (``weights`` overrides per key). ``vggss_json`` defaults as :func:`open_benchmark`.
+    :data:`WEIGHT_FILES` in ``$VSSL_SHARED_DATA/weights/`` then ``<data dir>/weights/``.
+    ``weights`` (method key -> file) and ``media`` ("vggss"/"flickr" -> folder) override the
+    search per key ('' or None: search). ``vggss_json`` defaults as :func:`open_benchmark`.
     """
     found_w: dict[str, Path | None] = {}
     for key, names in WEIGHT_FILES.items():
@@ -526,16 +530,23 @@ def find_supplied(vggss_json: str | Path | None = None, flickr_xml_dir: str | Pa
     missing: dict[str, list[str]] = {}
     for name, paths in (("vggss", _candidates("vggss") + _candidates("benchmarks/vggss")),
                         ("flickr", _candidates("flickr_soundnet") + _candidates("benchmarks/flickr"))):
-        root = _media_root(paths, name)
+        given = (media or {}).get(name)
+        root = Path(given).expanduser() if given else _media_root(paths, name)
         missing[name] = [] if root is not None else [f"{name}_media"]
         ann = vggss_json if name == "vggss" else flickr_xml_dir
         if name == "flickr" and not ann:
-            ann = next((p / "Annotations" for p in paths if (p / "Annotations").is_dir()), None)
+            ann = next((p / "Annotations" for p in ([root] if root else []) + paths
+                        if (p / "Annotations").is_dir()), None)
+        if name == "vggss" and not ann and root is not None:
+            ann = next((f for f in (root / "vggss.json", root / "metadata" / "vggss.json") if f.is_file()), None)
         try:
-            benches[name] = open_benchmark(name, root, annotations=ann or None)
+            benches[name] = open_benchmark(name, None, annotations=ann or None)
         except DataError:
             benches[name] = None
             missing[name].insert(0, f"{name}_annotations")
+            continue
+        if root is not None:  # a media folder that was given but is wrong is an error, not a gap
+            benches[name] = open_benchmark(name, root, annotations=benches[name].annotations)
     return Supplied(benches, missing, found_w)
 
 
