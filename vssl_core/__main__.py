@@ -12,6 +12,7 @@ COMMANDS = {
     "regenerate": "execute the notebooks with papermill and rebuild figures/ and its MANIFEST",
     "evaluate": "score your own heatmaps (N,224,224) against ground-truth maps: cIoU, AUC, CIs",
     "pairs": "summarise the evaluation pairs of an Urbansas-layout folder (JSON)",
+    "benchmark": "How to Listen Table 3 rows: methods on VGG-SS / Flickr-SoundNet media with released weights",
     "synth": "generate synthetic urban scenes in the official Urbansas layout",
     "train": "train every model the notebooks use and write the shipped weights (weights/<profile>/)",
     "compare": "compare two regenerations' tables: each new estimate against the old 95% interval",

@@ -17,9 +17,27 @@ Conventions
   audio ``fc`` if present, and the audio encoder's ``spectrogram.window`` buffer (we rebuild the
   Hann window). A ``logit_scale`` entry is loaded when present (it only matters for training);
   when absent it keeps its initial value and is reported as missing.
+- The released LVS checkpoints (``lvs_vggss``, ``lvs_soundnet`` of "Localizing Visual Sounds the
+  Hard Way"): ``{"model_state_dict": {...}, ...}`` saved from ``nn.DataParallel`` (keys
+  ``module.imgnet.*`` and ``module.audnet.*``; the prefix may be absent). Both nets are the
+  released ResNet-18 whose layer4 has stride 1 and which carries three stems: ``conv1``
+  (3 channels, used by ``imgnet``), ``conv1_a`` (1 channel, used by ``audnet``) and
+  ``conv1_flow`` (6 channels, unused), plus an unused ``fc``. :func:`load_released_lvs` maps
+  ``imgnet.X`` to ``image_encoder.X`` and ``audnet.conv1_a`` / ``audnet.X`` to
+  ``audio_encoder.conv1`` / ``audio_encoder.X``; the unused stems and heads are listed as ignored.
+- Hear The Flow checkpoints: a PyTorch Lightning ``.ckpt`` (``{"state_dict": {"model.imgnet.*",
+  "model.audnet.*", "model.flownet.*", "model.flowatt.*"}, "hyper_parameters": ...}``) or the
+  released ``.pth`` (``{"model": {"imgnet.*", ...}}``). ``imgnet``/``audnet``/``flownet`` are
+  torchvision ResNet-18s (layer4 stride 2, ``fc`` replaced by an identity) and ``flowatt`` the
+  cross-attention (``query_conv``, ``key_conv``, ``value_conv``). :func:`load_released_htf`
+  maps them to ``image_encoder``, ``audio_encoder``, ``flow_encoder`` and ``attention.query``/
+  ``key``/``value``; the flow encoder ("resnet" or "maxpool") is read from the keys.
+- Foreign files are read with ``weights_only=True``; only ``argparse.Namespace`` (Lightning's
+  saved hyper-parameters) is allowed on top of plain types.
 """
 from __future__ import annotations
 
+import argparse
 import io
 import os
 from collections.abc import Mapping
@@ -31,12 +49,13 @@ import torch
 from torch import nn
 
 from vssl_core.repro.atomic import write_bytes
-from vssl_core.errors import data_error
+from vssl_core.errors import DataError, data_error
 from vssl_core.models.encoders import ResNetEncoder, resnet18_encoder
 from vssl_core.models.rcgrad import ModelConfig, RCGrad, build_model
 
 __all__ = ["LoadReport", "save_checkpoint", "load_checkpoint", "save_model", "load_model",
-           "load_official_rcgrad", "load_imagenet_resnet18"]
+           "load_official_rcgrad", "load_imagenet_resnet18", "load_released_lvs", "load_released_htf",
+           "load_trained_localizer", "load_foreign_checkpoint"]
 
 PathLike = str | os.PathLike
 
@@ -141,13 +160,15 @@ _MAY_BE_MISSING = ("logit_scale", "num_batches_tracked")
 
 
 def _copy_into(model: nn.Module, mapped: dict[str, tuple[str, torch.Tensor]], name: str,
-               ignored: list[str]) -> LoadReport:
-    """Copy ``mapped`` (model key -> (file key, tensor)) into ``model`` strictly."""
+               ignored: list[str],
+               layout: str = "the official checkpoint (image_encoder./audio_encoder. ResNet-18 keys)"
+               ) -> LoadReport:
+    """Copy ``mapped`` (model key -> (file key, tensor)) into ``model`` strictly; ``layout`` names
+    the expected file in the messages."""
     target = model.state_dict()
     for mkey, (fkey, tensor) in mapped.items():
         if mkey not in target:
-            raise data_error(name, fkey, "is not a key of this model",
-                             "give the official checkpoint (image_encoder./audio_encoder. ResNet-18 keys)")
+            raise data_error(name, fkey, "is not a key of this model", f"give {layout}")
         if not isinstance(tensor, torch.Tensor) or tuple(tensor.shape) != tuple(target[mkey].shape):
             shape = tuple(tensor.shape) if isinstance(tensor, torch.Tensor) else type(tensor).__name__
             raise data_error(name, fkey, f"has shape {shape}, the model expects {tuple(target[mkey].shape)}",
@@ -226,3 +247,244 @@ def load_imagenet_resnet18(path: PathLike | Mapping[str, Any], *, layer4_stride:
     mapped = {k: (k, v) for k, v in state.items() if not k.startswith("fc.")}
     report = _copy_into(enc, mapped, name, ignored)
     return enc.eval(), report
+
+
+# -- released LVS and Hear The Flow weights -------------------------------------------------------
+def load_foreign_checkpoint(path: PathLike) -> dict[str, Any]:
+    """:func:`load_checkpoint` for released files: also accepts ``argparse.Namespace`` (the
+    hyper-parameters a PyTorch Lightning checkpoint pickles), nothing else beyond plain types."""
+    safe = getattr(torch.serialization, "safe_globals", None)
+    if safe is None:  # pragma: no cover - torch < 2.5
+        return load_checkpoint(path)
+    try:
+        with safe([argparse.Namespace]):
+            return load_checkpoint(path)
+    except DataError as exc:
+        cause = str(exc.__cause__ or "")
+        if "global" not in cause.lower():
+            raise
+        found = cause.split("GLOBAL", 1)[1].split()[0] if "GLOBAL" in cause else "an object"
+        raise data_error(path, None, f"pickles {found}, which is not read for safety (only tensors, plain "
+                         "types and argparse.Namespace are)",
+                         "if you trust the file, keep its weights only: python -c \"import torch; "
+                         "torch.save(torch.load('FILE', weights_only=False)['state_dict'], 'plain.pt')\" "
+                         "and give plain.pt") from exc
+
+
+def _tensor_dict(obj: Mapping[str, Any], name: str, field: str) -> dict[str, torch.Tensor]:
+    state = {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
+    if not state:
+        raise data_error(name, field, "holds no tensors", "give the released checkpoint file unchanged")
+    return state
+
+
+def _strip(state: dict[str, Any], prefix: str) -> dict[str, Any]:
+    """Remove ``prefix`` from every key when every key has it (DataParallel, Lightning)."""
+    if state and all(k.startswith(prefix) for k in state):
+        return {k[len(prefix):]: v for k, v in state.items()}
+    return state
+
+
+def _guess_family(keys: set[str]) -> str:
+    """A short guess of what a state dict is, for error messages."""
+    if any(k.startswith(("image_encoder.", "audio_encoder.")) for k in keys):
+        return "it looks like an RCGrad checkpoint (load it with load_official_rcgrad)"
+    if any(k.startswith(("flowatt.", "flownet.")) for k in keys) or (
+            "audnet.conv1.weight" in keys and "audnet.conv1_a.weight" not in keys):
+        return "it looks like a Hear The Flow checkpoint (load it with load_released_htf)"
+    if "audnet.conv1_a.weight" in keys:
+        return "it looks like an LVS checkpoint (load it with load_released_lvs)"
+    if "conv1.weight" in keys and "fc.weight" in keys:
+        return "it looks like a plain torchvision ResNet"
+    return "its keys match no supported layout"
+
+
+def _foreign_state(path_or_state: PathLike | Mapping[str, Any]) -> tuple[dict[str, torch.Tensor], str]:
+    """The tensors of a released checkpoint: unwrapped from ``state_dict`` (Lightning),
+    ``model_state_dict`` (LVS) or ``model`` (Hear The Flow's .pth), ``model.`` / ``module.``
+    prefixes removed."""
+    if isinstance(path_or_state, Mapping):
+        obj, name = dict(path_or_state), "<state dict>"
+    else:
+        obj, name = load_foreign_checkpoint(path_or_state), str(path_or_state)
+    field = "state_dict"
+    for key in ("state_dict", "model_state_dict", "model"):
+        if isinstance(obj.get(key), Mapping):
+            obj, field = dict(obj[key]), key
+            break
+    return _strip(_strip(_tensor_dict(obj, name, field), "model."), "module."), name
+
+
+_LVS_IGNORED = ("imgnet.conv1_a.", "imgnet.conv1_flow.", "imgnet.fc.",
+                "audnet.conv1.", "audnet.conv1_flow.", "audnet.fc.")
+
+
+def load_released_lvs(path_or_state_dict: PathLike | Mapping[str, Any], *, audio_sr: int = 16000
+                      ) -> tuple[nn.Module, LoadReport]:
+    """Load a released LVS checkpoint (``lvs_vggss``, ``lvs_soundnet``) into an LVS model.
+
+    The model is the released network: width 1.0, 224 px, image layer4 stride 1 (14x14 maps),
+    audio map max-pooled (the released ``AdaptiveMaxPool2d``), and an audio ResNet whose layer4
+    also has stride 1 (the released ``base_models.resnet18`` serves both nets; :class:`LVS`
+    builds a stride-2 audio layer4, so it is replaced by a stride-1 one with the same keys).
+
+    Parameters
+    ----------
+    path_or_state_dict : path or dict
+        The file (``{"model_state_dict": ...}``), or an already loaded dict (the whole file or
+        the bare state dict, with or without the ``module.`` prefix).
+    audio_sr : int
+        Sample rate (Hz) of the waveforms the model will be fed (``LVSConfig.audio_sr``). The
+        released test computes the spectrogram at the file's own rate.
+
+    Returns
+    -------
+    model : LVS
+        In eval mode.
+    report : LoadReport
+        ``ignored``: the unused stems ``imgnet.conv1_a``, ``imgnet.conv1_flow``, ``audnet.conv1``
+        (3 channels), ``audnet.conv1_flow`` and both ``fc`` heads.
+
+    Raises
+    ------
+    DataError
+        Unreadable or truncated file, a file of another family (the message says which it looks
+        like), an unknown key, a wrong shape or a missing tensor.
+    """
+    from vssl_core.models.encoders import resnet18_encoder
+    from vssl_core.models.lvs import LVS, LVSConfig
+
+    state, name = _foreign_state(path_or_state_dict)
+    keys = set(state)
+    if not any(k.startswith("imgnet.") for k in keys) or "audnet.conv1_a.weight" not in keys:
+        raise data_error(name, next(iter(sorted(keys)), "<empty>"),
+                         f"not the released LVS layout (imgnet.*, audnet.conv1_a.*): {_guess_family(keys)}",
+                         "give lvs_vggss / lvs_soundnet as downloaded from the LVS repository")
+    model = LVS(LVSConfig(width=1.0, layer4_stride=1, image_size=224, audio_sr=int(audio_sr), audio_pool="max"))
+    model.audio_encoder = resnet18_encoder(1, 1.0, layer4_stride=1)
+    mapped: dict[str, tuple[str, torch.Tensor]] = {}
+    ignored: list[str] = []
+    for key, tensor in state.items():
+        if key.startswith(_LVS_IGNORED):
+            ignored.append(key)
+        elif key.startswith("imgnet."):
+            mapped["image_encoder." + key[len("imgnet."):]] = (key, tensor)
+        elif key.startswith("audnet.conv1_a."):
+            mapped["audio_encoder.conv1." + key[len("audnet.conv1_a."):]] = (key, tensor)
+        elif key.startswith("audnet."):
+            mapped["audio_encoder." + key[len("audnet."):]] = (key, tensor)
+        else:
+            raise data_error(name, key, "is not part of the released LVS layout",
+                             "give lvs_vggss / lvs_soundnet (keys imgnet.*, audnet.*) unchanged")
+    report = _copy_into(model, mapped, name, ignored, "the released LVS checkpoint (imgnet.*, audnet.* keys)")
+    return model.eval(), report
+
+
+_HTF_PREFIXES = {"imgnet.": "image_encoder.", "audnet.": "audio_encoder.", "flownet.": "flow_encoder.",
+                 "flowatt.query_conv.": "attention.query.", "flowatt.key_conv.": "attention.key.",
+                 "flowatt.value_conv.": "attention.value."}
+
+
+def load_released_htf(path_or_state_dict: PathLike | Mapping[str, Any], *, audio_sr: int = 22050
+                      ) -> tuple[nn.Module, LoadReport]:
+    """Load a Hear The Flow checkpoint (Lightning ``.ckpt`` or the released ``.pth``) into an HTF model.
+
+    The model: width 1.0, 224 px, layer4 stride 2 (7x7), audio map max-pooled (the released
+    ``audnet.avgpool`` is an ``AdaptiveMaxPool2d``), ``attn_dim`` read from ``query_conv``, the
+    flow encoder read from the keys: ``flownet.conv1`` present -> ``"resnet"``, otherwise a
+    2-channel ``key_conv`` -> ``"maxpool"``, no ``flowatt`` at all -> ``"none"``.
+
+    Parameters
+    ----------
+    path_or_state_dict : path or dict
+        The file, or an already loaded dict (the whole file or a bare state dict; ``model.`` and
+        ``module.`` prefixes are removed).
+    audio_sr : int
+        Sample rate (Hz) of the waveforms the model will be fed (Hear The Flow's test reads
+        22.05 kHz wavs and computes the spectrogram at the file's rate).
+
+    Returns
+    -------
+    model : HTF
+        In eval mode.
+    report : LoadReport
+        ``ignored`` lists any ``fc`` head (the released nets replace it by an identity).
+
+    Raises
+    ------
+    DataError
+        As :func:`load_released_lvs`.
+    """
+    from vssl_core.models.htf import HTF, HTFConfig
+
+    state, name = _foreign_state(path_or_state_dict)
+    keys = set(state)
+    if not any(k.startswith("imgnet.") for k in keys) or "audnet.conv1.weight" not in keys \
+            or "audnet.conv1_a.weight" in keys:
+        raise data_error(name, next(iter(sorted(keys)), "<empty>"),
+                         f"not a Hear The Flow layout (imgnet.*, audnet.*, flownet.*, flowatt.*): {_guess_family(keys)}",
+                         "give the released .pth or a Lightning .ckpt of the Hear The Flow code")
+    if "flownet.conv1.weight" in keys:
+        flow_encoder = "resnet"
+    elif "flowatt.key_conv.weight" in keys:
+        flow_encoder = "maxpool"
+    else:
+        flow_encoder = "none"
+    attn_dim = int(state["flowatt.query_conv.weight"].shape[0]) if "flowatt.query_conv.weight" in keys else 64
+    config = HTFConfig(flow_encoder=flow_encoder, freeze_vision=True, pretrained_vision=None, pretrained_flow=False,
+                       width=1.0, layer4_stride=2, image_size=224, attn_dim=attn_dim, audio_sr=int(audio_sr),
+                       audio_pool="max")
+    model = HTF(config)
+    mapped: dict[str, tuple[str, torch.Tensor]] = {}
+    ignored: list[str] = []
+    for key, tensor in state.items():
+        if key.startswith(("imgnet.fc.", "audnet.fc.", "flownet.fc.")):
+            ignored.append(key)
+            continue
+        prefix = next((p for p in _HTF_PREFIXES if key.startswith(p)), None)
+        if prefix is None:
+            raise data_error(name, key, "is not part of the Hear The Flow layout",
+                             "give the released .pth or a Lightning .ckpt (keys imgnet.*, audnet.*, flownet.*, flowatt.*)")
+        mapped[_HTF_PREFIXES[prefix] + key[len(prefix):]] = (key, tensor)
+    report = _copy_into(model, mapped, name, ignored,
+                        "a Hear The Flow checkpoint (imgnet.*, audnet.*, flownet.*, flowatt.* keys)")
+    return model.eval(), report
+
+
+def load_trained_localizer(path: PathLike) -> tuple[nn.Module, dict[str, Any]]:
+    """An LVS, HTF or OyaNet written by :func:`vssl_core.training.localizer.train_localizer`
+    (``{"model_class", "model_config", "model", ...}``): (model in eval mode, the other entries).
+
+    The model is rebuilt from ``model_config`` without loading any vision prior file (its
+    weights are in the checkpoint).
+
+    Raises
+    ------
+    DataError
+        Unreadable file, an unknown ``model_class``, a config or state that does not match.
+    """
+    from vssl_core.models.htf import HTF, HTFConfig
+    from vssl_core.models.lvs import LVS, LVSConfig
+    from vssl_core.models.oya import OyaConfig, OyaNet
+
+    payload = load_checkpoint(path)
+    classes = {"LVS": (LVS, LVSConfig), "HTF": (HTF, HTFConfig), "OyaNet": (OyaNet, OyaConfig)}
+    for key in ("model_class", "model_config", "model"):
+        if key not in payload:
+            raise data_error(path, key, "the key is missing",
+                             "give a last.pt written by vssl_core.training.localizer.train_localizer")
+    kind = payload["model_class"]
+    if kind not in classes:
+        raise data_error(path, "model_class", f"unknown model class {kind!r}", f"expected one of {sorted(classes)}")
+    cls, cfg_cls = classes[kind]
+    try:
+        cfg = dict(payload["model_config"])
+        if "pretrained_vision" in cfg:
+            cfg["pretrained_vision"] = None
+        model = cls(cfg_cls.from_dict(cfg))
+        model.load_state_dict(payload["model"])
+    except (ValueError, TypeError, RuntimeError) as exc:
+        raise data_error(path, "model", f"does not match its config ({exc})",
+                         "load it with the vssl_core version that wrote it") from exc
+    meta = {k: v for k, v in payload.items() if k != "model"}
+    return model.eval(), meta

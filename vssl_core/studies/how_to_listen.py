@@ -132,11 +132,7 @@ def flickr_source(xml_dir: str | Path, ids: str | Path | None = None) -> BoxSour
     from vssl_core.data.flickr import gt_maps, load_flickr
 
     anns = load_flickr(xml_dir, ids)
-    samples = []
-    for a in anns:
-        boxes = np.concatenate([np.asarray(b, float).reshape(-1, 4) for b in a.annotators]) \
-            if a.n_boxes else np.zeros((0, 4))
-        samples.append((a.image_id, boxes))
+    samples = [(a.id, np.asarray(a.boxes, float).reshape(-1, 4)) for a in anns]
     table = bias.box_table(samples, "flickr", dataset="Flickr-SoundNet")
     return BoxSource("Flickr-SoundNet", "FS", 0.5, table, _chunked(gt_maps, anns))
 
