@@ -65,6 +65,8 @@ class RCGradFamilySetup(StudySetup):
         Epochs of the object prior (0: start RCGrad from random weights, as "de novo").
     epochs, finetune_epochs : int
         RCGrad epochs; FlowGrad-IC / -EN fine-tuning epochs (maxima: early stopping on validation).
+    finetune_lr : float or None
+        Adam's learning rate for the FlowGrad-IC / -EN fine-tuning (None: ``lr``).
     batch_size, lr, seed : int, float, int
     patience : int
         Early stopping: epochs without a lower validation loss before training stops.
@@ -96,6 +98,7 @@ class RCGradFamilySetup(StudySetup):
     prior_epochs: int = 6
     epochs: int = 8
     finetune_epochs: int = 4
+    finetune_lr: float | None = None
     batch_size: int = 64
     lr: float = 1e-3
     seed: int = 0
@@ -113,9 +116,9 @@ class RCGradFamilySetup(StudySetup):
     def scenes(self) -> TrainingScenes:
         return TrainingScenes(self.train_scenes, self.scene_seconds, self.scene_seed, self.val_scenes)
 
-    def train_config(self, epochs: int) -> TrainConfig:
-        return TrainConfig(epochs=epochs, batch_size=self.batch_size, lr=self.lr, seed=self.seed,
-                           early_stopping_patience=self.patience, num_threads=self.num_threads)
+    def train_config(self, epochs: int, lr: float | None = None) -> TrainConfig:
+        return TrainConfig(epochs=epochs, batch_size=self.batch_size, lr=self.lr if lr is None else lr,
+                           seed=self.seed, early_stopping_patience=self.patience, num_threads=self.num_threads)
 
 
 def data_recipe(setup: RCGradFamilySetup) -> dict:
@@ -227,7 +230,8 @@ def family_specs(setup: RCGradFamilySetup, models: Models, progress: bool = True
             model.config = rc_config(kind)
             return model
         specs[kind] = ModelSpec(kind, {**base, "model": rc_config(kind).to_dict(), "init": rc_spec.key}, factory,
-                                setup.train_config(setup.finetune_epochs), data, validation_metrics(setup, kind),
+                                setup.train_config(setup.finetune_epochs, setup.finetune_lr), data,
+                                validation_metrics(setup, kind),
                                 minutes=8.0 if kind == "flowgrad_ic" else 12.0)
     return specs
 
