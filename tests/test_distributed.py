@@ -97,8 +97,9 @@ def _rel(a, b) -> float:
     return abs(a - b) / max(abs(a), 1e-12)
 
 
-@pytest.mark.slow  # ~40 s on the 2-core development machine (two torchrun launches)
 def test_two_processes_match_one_process_and_an_interrupted_run_resumes(tmp_path):
+    """Two torchrun launches (~20 s on the 2-core development CPU, 40 s when it is shared): 2 gloo
+    processes vs 1 process on the tiny profile, and a run killed in its second epoch resumed."""
     import dist_tiny_run as tiny
 
     grads = [{"name": f"grad-{f}", "family": f, "grad": True} for f in ("rcgrad", "oya", "lvs", "prior")]
@@ -170,3 +171,33 @@ def test_training_on_streamed_windows_equals_training_in_memory(tmp_path):
     b, hb = train(_model(RCGrad, RC), config, stream, progress=False)
     assert _strip(ha) == _strip(hb)
     assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+
+
+def test_prior_frames_stream_from_disk_with_the_bytes_of_before(tmp_path, monkeypatch):
+    """The object prior's frames are written to the cache a chunk at a time and memory-mapped; the
+    bytes are those of the in-memory construction they replace (so the prior's weights do not move)."""
+    import cv2
+
+    from vssl_core.data.sources import load_objects
+    from vssl_core.data.training_set import TrainingScenes
+    from vssl_core.models.pretrain import PriorConfig, object_targets
+    from vssl_core.training.rcgrad_family import prior_arrays
+
+    monkeypatch.setenv("VSSL_DATA_DIR", str(tmp_path))
+    scenes = TrainingScenes(clips=4, seconds=1.0, seed=77, val_clips=1)
+    cfg = PriorConfig(arch="resnet18", width=0.125, layer4_stride=1, image_size=32, normalization="clip")
+    got = prior_arrays(scenes, cfg, progress=False)
+    ds = scenes.dataset(False)
+    objects = load_objects(ds.root)
+    for arrays, clips in zip(got, scenes.split(ds)):
+        assert isinstance(arrays.images, np.memmap) and isinstance(arrays.targets, np.memmap)
+        keys, frames = [], []
+        for clip in clips:
+            times = list(np.arange(0.0, ds.duration(clip) - 1e-6, 0.5))
+            for t, img in zip(times, ds.frames(clip, times)):
+                keys.append((clip, float(t)))
+                frames.append(cv2.resize(img, (32, 32), interpolation=cv2.INTER_AREA))
+        assert np.array_equal(np.asarray(arrays.images), np.stack(frames))
+        assert np.array_equal(np.asarray(arrays.targets), object_targets(objects, keys, 32, cfg.grid))
+    again = prior_arrays(scenes, cfg, progress=False)  # cached: the same files
+    assert again[0].images.filename == got[0].images.filename

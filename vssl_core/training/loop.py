@@ -83,7 +83,7 @@ class TrainConfig:
         Maximum number of epochs (early stopping may end sooner).
     batch_size : int
         Pairs per step: the in-batch negatives of every loss here. A last batch of one pair is
-        dropped.
+        dropped. Under ``torchrun`` this is the global batch, shared by the processes.
     lr, weight_decay : float
         Adam.
     seed : int
