@@ -16,6 +16,7 @@ COMMANDS = {
     "synth": "generate synthetic urban scenes in the official Urbansas layout",
     "train": "train every model the notebooks use and write the shipped weights (weights/<profile>/)",
     "compare": "compare two regenerations' tables: each new estimate against the old 95% interval",
+    "scale": "train RCGrad / FlowGrad-IC/-EN on a real Urbansas or VGGSound folder (torchrun for many GPUs)",
 }
 
 

@@ -4,6 +4,11 @@ Each model is trained once (the local cache keeps it; an interrupted run resumes
 epoch, even days later), checked on held-out validation data every epoch, and exported with its
 history and provenance to ``weights/<profile>/`` (``--no-export`` skips that). ``--list`` shows
 what would be trained and what is already there. A GPU is used when present.
+
+Launched by ``torchrun`` (``torchrun --nproc_per_node N -m vssl_core train ...``, or ``srun
+torchrun ...`` on a Slurm cluster), every process trains each model together
+(:mod:`vssl_core.training.distributed`); rank 0 builds the data caches first, writes the cache
+and the shipped weights, and prints.
 """
 from __future__ import annotations
 
@@ -66,15 +71,18 @@ def _summary_row(name: str, meta: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from vssl_core.cli.catalogue import all_specs
+    from vssl_core.training import distributed
     from vssl_core.training.store import Models, cached
     from vssl_core.training.weights import export, read_manifest, weights_dir
 
+    main_rank = distributed.is_main()  # joins the process group when launched by torchrun
+    say = print if main_rank else (lambda *a, **k: None)
     try:
         if not re.fullmatch(r"[A-Za-z0-9_-]+", args.profile):
             raise DataError(f"--profile {args.profile!r}: not a profile name. Fix: use letters, digits, _ or -")
         overrides = _parse_params(args.param)
         folder = weights_dir(args.profile)
-        models = Models(None if args.retrain else folder, allow_train=not args.list)
+        models = Models(None if args.retrain else folder, allow_train=not args.list, say=say if main_rank else None)
         specs = all_specs(args.profile, models, overrides)
         names = _selected(list(specs), args.only)
         if args.list:
@@ -83,15 +91,15 @@ def main(argv: list[str] | None = None) -> int:
                 spec = specs[name]
                 where = ("shipped" if shipped.get(name, {}).get("key") == spec.key
                          else "cached" if cached(spec) else "to train")
-                print(f"{name:<14} key {spec.key}  {where:<9} ~{spec.minutes:.0f} min on a 2-core CPU")
+                say(f"{name:<14} key {spec.key}  {where:<9} ~{spec.minutes:.0f} min on a 2-core CPU")
             return 0
         t0 = time.perf_counter()
         for name in names:
             models.get(specs[name])
-        print(f"\n{len(names)} models in {(time.perf_counter() - t0) / 60:.1f} min:")
+        say(f"\n{len(names)} models in {(time.perf_counter() - t0) / 60:.1f} min:")
         for name in names:
-            print(" ", _summary_row(name, models.meta[name]))
-        if not args.no_export:
+            say(" ", _summary_row(name, models.meta[name]))
+        if not args.no_export and main_rank:
             done = [specs[n] for n in specs if n in models.meta]  # everything obtained, dependencies too
             print(f"wrote {export(folder, done, models)}")
     except DataError as exc:

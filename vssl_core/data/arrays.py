@@ -30,7 +30,7 @@ from vssl_core.data.urbansas import UrbansasDataset
 from vssl_core.repro import cache
 
 __all__ = ["EvalArrays", "TrainingArrays", "split_clips", "load_evaluation", "training_windows",
-           "load_training"]
+           "load_training", "load_training_windows"]
 
 
 @dataclass(frozen=True)
@@ -177,3 +177,21 @@ def training_key(dataset: UrbansasDataset, clips: Sequence[str], *, n_windows: i
     """The fingerprint :func:`load_training` returns, without loading anything."""
     windows = training_windows(dataset, clips, n_windows, seconds, seed)
     return _source_key(dataset, windows, image_size, flow, audio_sr, seconds, flow_field)
+
+
+def load_training_windows(dataset: UrbansasDataset, windows: Sequence[tuple[str, float]], *, seconds: float,
+                          image_size: int, flow: FlowParams, audio_sr: int, flow_field: bool = False,
+                          progress: bool = True) -> tuple[TrainingArrays, str]:
+    """Like :func:`load_training`, for explicit ``windows`` ``[(clip, start_s), ...]`` (rows in
+    their order): the training arrays (memory-mapped columns) and the fingerprint of their source.
+
+    The cached set is built clip by clip and written in window order, so windows sorted by clip
+    are written as each clip is decoded (bounded memory; see
+    :func:`vssl_core.data.folders.folder_training_data`)."""
+    windows = [(str(c), float(t)) for c, t in windows]
+    ds = load_train_set(dataset, windows, image_size, flow, audio_sr, seconds, "mono", progress=progress,
+                        flow_field=flow_field)
+    a = as_numpy(ds, ["image", "audio", "flow_field" if flow_field else "flow"])
+    arrays = TrainingArrays(a["image"], a["audio"], flow=a.get("flow"), flow_field=a.get("flow_field"),
+                            clips=np.asarray([c for c, _ in windows]))
+    return arrays, _source_key(dataset, windows, image_size, flow, audio_sr, seconds, flow_field)

@@ -27,11 +27,24 @@ Conventions
 - Checkpoints (``out_dir/last.pt`` every epoch, ``out_dir/best.pt`` on improvement) hold only
   plain types and tensors, written atomically (loadable with ``torch.load(weights_only=True)``).
 - Device: ``"auto"`` uses CUDA when present, else the CPU; the returned model is on the CPU.
+- Data are read a batch at a time: file-backed arrays (the cached sets' memory-mapped columns)
+  are read through :func:`vssl_core.data.streaming.as_streaming` (``pread`` of the batch's rows),
+  so training, the recalibration and validation never hold more than a batch of windows.
+- Across processes: launched by ``torchrun`` (``WORLD_SIZE`` > 1), the same loop trains with
+  DistributedDataParallel (:mod:`~vssl_core.training.distributed`): ``batch_size`` is the global
+  batch, each rank takes its share of every batch of :func:`epoch_plan`, in-batch negatives are
+  gathered across ranks with gradients, BatchNorm uses global-batch statistics, validation
+  chunks are split across ranks, and rank 0 writes the checkpoints and shows the progress. One
+  process (or ``torchrun --nproc_per_node 1``) runs exactly the single-process loop.
+- Mixed precision: ``bf16=True`` runs the forward passes under ``torch.autocast`` with bfloat16
+  (CUDA devices that support it, and CPUs); off by default.
 """
 from __future__ import annotations
 
 import contextlib
 import time
+import warnings
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
@@ -42,9 +55,11 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from vssl_core.data.streaming import as_streaming
 from vssl_core.errors import data_error
 from vssl_core.models.checkpoints import load_checkpoint, save_checkpoint
 from vssl_core.repro.memory import release_unused
+from vssl_core.training import distributed
 from vssl_core.training.batchnorm import recalibrate
 from vssl_core.training.objectives import Objective, objective_for
 
@@ -52,6 +67,9 @@ __all__ = ["TrainConfig", "train", "resolve_device", "torch_threads", "epoch_pla
 
 #: Fields that do not change the trained weights (left out of resume checks and cache keys).
 RUNTIME_FIELDS = ("device", "log_every", "num_threads")
+#: Fields added after weights were shipped: left out of :meth:`TrainConfig.weights_key` at these
+#: values, so that every existing model keeps its key.
+KEY_DEFAULTS = {"bf16": False}
 SCHEDULES = ("plateau", "constant")
 
 
@@ -65,7 +83,7 @@ class TrainConfig:
         Maximum number of epochs (early stopping may end sooner).
     batch_size : int
         Pairs per step: the in-batch negatives of every loss here. A last batch of one pair is
-        dropped.
+        dropped. Under ``torchrun`` this is the global batch, shared by the processes.
     lr, weight_decay : float
         Adam.
     seed : int
@@ -85,6 +103,9 @@ class TrainConfig:
         Progress-bar update period (steps).
     num_threads : int or None
         ``torch.set_num_threads`` while training (None: torch's default).
+    bf16 : bool
+        Forward passes under bfloat16 autocast (CUDA with bf16 support, or the CPU); changes the
+        weights, so it is part of the weights key when True.
     """
 
     epochs: int = 8
@@ -101,6 +122,7 @@ class TrainConfig:
     device: str = "auto"
     log_every: int = 10
     num_threads: int | None = None
+    bf16: bool = False
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 2 or not self.lr > 0:
@@ -123,8 +145,10 @@ class TrainConfig:
         return cls(**dict(d))
 
     def weights_key(self) -> dict[str, Any]:
-        """The fields that determine the trained weights (no device, threads, logging)."""
-        return {k: v for k, v in self.to_dict().items() if k not in RUNTIME_FIELDS}
+        """The fields that determine the trained weights (no device, threads, logging; the
+        fields of :data:`KEY_DEFAULTS` only when they differ from those values)."""
+        return {k: v for k, v in self.to_dict().items()
+                if k not in RUNTIME_FIELDS and not (k in KEY_DEFAULTS and v == KEY_DEFAULTS[k])}
 
 
 def resolve_device(device: str) -> torch.device:
@@ -169,23 +193,48 @@ def _to(batch, device):
     return batch.to(device) if device.type != "cpu" else batch
 
 
+def _autocast(device: torch.device, enabled: bool):
+    """bfloat16 autocast on ``device`` when ``enabled`` (a no-op context otherwise)."""
+    if not enabled:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=torch.bfloat16)
+
+
+def _bf16_supported(device: torch.device) -> bool:
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return device.type == "cpu"
+
+
 @torch.no_grad()
-def _validate(model: nn.Module, objective: Objective, val: Any, config: TrainConfig, device) -> dict[str, float]:
-    """Validation loss (pair-weighted mean) and audio-to-image top-1 within chunks of batch_size."""
+def _validate(model: nn.Module, objective: Objective, val: Any, config: TrainConfig, device,
+              ctx: distributed.Context | None = None, amp: bool = False) -> dict[str, float]:
+    """Validation loss (pair-weighted mean) and audio-to-image top-1 within chunks of batch_size.
+
+    Across processes each rank scores whole chunks (chunk ``k`` on rank ``k mod W``) and the
+    sums are all-reduced: the same chunks, hence the same metrics, as one process."""
     model.eval()
     n, bs = len(val), config.batch_size
     total, count, hits, ranked = 0.0, 0, 0, 0
-    for s in range(0, n - 1, bs):
+    starts = list(range(0, n - 1, bs))
+    if ctx is not None and ctx.is_distributed:
+        starts = starts[ctx.rank::ctx.world_size]
+    for s in starts:
         idx = np.arange(s, min(s + bs, n))
         if len(idx) < 2:
             continue
         batch = _to(objective.batch(model, val, idx), device)
-        total += float(objective.loss(model, batch)) * len(idx)
-        count += len(idx)
-        scores = objective.pair_scores(model, batch) if len(idx) == bs else None  # (images, sounds)
+        with _autocast(device, amp):
+            total += float(objective.loss(model, batch)) * len(idx)
+            count += len(idx)
+            scores = objective.pair_scores(model, batch) if len(idx) == bs else None  # (images, sounds)
         if scores is not None:
             hits += int((scores.argmax(0) == torch.arange(bs, device=scores.device)).sum())
             ranked += bs
+    if ctx is not None and ctx.is_distributed:
+        sums = torch.tensor([total, count, hits, ranked], dtype=torch.float64, device=device)
+        torch.distributed.all_reduce(sums, group=ctx.group)
+        total, count, hits, ranked = float(sums[0]), int(sums[1]), int(sums[2]), int(sums[3])
     out = {"val_loss": total / max(count, 1)}
     if ranked:
         out.update(val_retrieval=hits / ranked, retrieval_chance=1.0 / bs)
@@ -248,9 +297,64 @@ def train(model: nn.Module, config: TrainConfig, arrays: Any, val: Any | None = 
         release_unused()  # the freed activations' heap back to the OS before the next cell
 
 
+class _Step(nn.Module):
+    """The per-rank training step as one module, so that DistributedDataParallel wraps the whole
+    loss (the families' losses are not their ``forward``)."""
+
+    def __init__(self, model: nn.Module, objective: Objective) -> None:
+        super().__init__()
+        self.model = model
+        self.objective = objective
+
+    def forward(self, batch, counts: list[int] | None) -> tuple[torch.Tensor, torch.Tensor]:
+        if counts is None:  # a batch smaller than the world: every rank computes all of it
+            loss = self.objective.loss(self.model, batch)
+            return loss, loss.detach()
+        return self.objective.global_loss(self.model, batch, counts)
+
+
+def _local_rows(idx: np.ndarray, ctx: distributed.Context) -> tuple[np.ndarray, list[int] | None]:
+    if len(idx) < ctx.world_size:
+        return idx, None
+    return distributed.shard(idx, ctx.rank, ctx.world_size)
+
+
+def _prefetched(make: Callable[[Any], Any], items: list, enabled: bool) -> Iterator[Any]:
+    """``make(item)`` for every item; with ``enabled``, the next one is built in a thread while
+    the caller uses the current one (the GPU trains while the CPU reads and resizes)."""
+    if not enabled:
+        for item in items:
+            yield make(item)
+        return
+    with ThreadPoolExecutor(1) as pool:
+        nxt = pool.submit(make, items[0]) if items else None
+        for k in range(len(items)):
+            cur = nxt.result()
+            nxt = pool.submit(make, items[k + 1]) if k + 1 < len(items) else None
+            yield cur
+
+
+def _resume_state(last: Path | None, resume: bool, ctx: distributed.Context) -> dict[str, Any] | None:
+    """The checkpoint to resume from (every rank reads the same ``last.pt``), or None."""
+    ck = load_checkpoint(last) if resume and last is not None and last.exists() else None
+    if ctx.is_distributed:
+        seen = distributed.all_gather_object(None if ck is None else int(ck["epoch"]))
+        if len(set(seen)) != 1:
+            raise data_error(last, "epoch", f"ranks see different checkpoints (epoch per rank: {seen})",
+                             "put out_dir on a filesystem that every node sees (or resume=False)")
+    return ck
+
+
 def _train(model, config, arrays, val, out_dir, resume, progress, on_epoch, desc):
-    device = resolve_device(config.device)
+    ctx = distributed.context()
+    device = ctx.device(config.device) if ctx.is_distributed else resolve_device(config.device)
+    amp = bool(config.bf16) and _bf16_supported(device)
+    if config.bf16 and not amp:
+        warnings.warn(f"bf16 autocast is not supported on {device}: training in float32", stacklevel=3)
+    arrays = as_streaming(arrays)
+    val = as_streaming(val) if val is not None else None
     objective = objective_for(model)
+    bn_classes = distributed.convert_batchnorm(model) if ctx.is_distributed else {}
     model = model.to(device)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
@@ -262,8 +366,8 @@ def _train(model, config, arrays, val, out_dir, resume, progress, on_epoch, desc
     start = 0
     out = Path(out_dir) if out_dir is not None else None
     last = out / "last.pt" if out is not None else None
-    if resume and last is not None and last.exists():
-        ck = load_checkpoint(last)
+    ck = _resume_state(last, resume, ctx)
+    if ck is not None:
         saved = TrainConfig.from_dict(ck["train_config"])
         if replace(saved, epochs=config.epochs).weights_key() != config.weights_key():
             raise data_error(last, "train_config", "was written by a different training config",
@@ -276,7 +380,18 @@ def _train(model, config, arrays, val, out_dir, resume, progress, on_epoch, desc
         sched.load_state_dict(ck["scheduler"])
         history, state, start = list(ck["history"]), dict(ck["state"]), int(ck["epoch"])
         best_state = ck["best_model"]
+    step_module = None
+    if ctx.is_distributed:
+        with warnings.catch_warnings():
+            # broadcast_buffers=False: GlobalBatchNorm keeps the running statistics equal on every rank
+            warnings.filterwarnings("ignore", "`broadcast_buffers` is deprecated", FutureWarning)
+            step_module = torch.nn.parallel.DistributedDataParallel(_Step(model, objective), device_ids=None,
+                                                                    broadcast_buffers=False)
+        # 1x1 convolutions' gradients come channels-last: DDP copies them into its buckets (harmless)
+        warnings.filterwarnings("ignore", "Grad strides do not match bucket view strides", UserWarning)
     name = desc or type(model).__name__
+    progress = progress and ctx.is_main
+    writes = out is not None and ctx.is_main
     recal_rows = _recalibration_rows(len(arrays), config)
     epochs = tqdm(range(start, config.epochs), desc=name, disable=not progress, leave=True,
                   initial=start, total=config.epochs, unit="epoch")
@@ -290,26 +405,51 @@ def _train(model, config, arrays, val, out_dir, resume, progress, on_epoch, desc
         total, count = 0.0, 0
         steps = tqdm(batches, desc=f"{name} epoch {epoch + 1}/{config.epochs}", disable=not progress,
                      leave=False, unit="step")
-        for step, idx in enumerate(steps):
-            batch = _to(objective.batch(model, arrays, idx, flips[idx]), device)
-            loss = objective.loss(model, batch)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            total += float(loss.detach()) * len(idx)
-            count += len(idx)
-            if (step + 1) % config.log_every == 0:
-                steps.set_postfix(loss=f"{total / count:.4f}")
+        if not ctx.is_distributed:
+            for step, idx in enumerate(steps):
+                batch = _to(objective.batch(model, arrays, idx, flips[idx]), device)
+                with _autocast(device, amp):
+                    loss = objective.loss(model, batch)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                total += float(loss.detach()) * len(idx)
+                count += len(idx)
+                if (step + 1) % config.log_every == 0:
+                    steps.set_postfix(loss=f"{total / count:.4f}")
+        else:
+            def make(idx):
+                rows, counts = _local_rows(idx, ctx)
+                return _to(objective.batch(model, arrays, rows, flips[rows]), device), counts
+            for step, (idx, (batch, counts)) in enumerate(zip(steps, _prefetched(make, batches, device.type == "cuda"))):
+                with distributed.synced(), _autocast(device, amp):
+                    loss, value = step_module(batch, counts)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                total += float(value) * len(idx)
+                count += len(idx)
+                if (step + 1) % config.log_every == 0:
+                    steps.set_postfix(loss=f"{total / count:.4f}")
         row: dict[str, Any] = {"epoch": epoch + 1, "train_loss": total / max(count, 1), "lr": lr,
                                "steps": len(batches)}
         if config.bn_batches:
-            recalibrate(model, (_to(objective.batch(model, arrays, r), device) for r in recal_rows),
-                        objective.forward)
+            def recal_batch(r):
+                rows = _local_rows(r, ctx)[0] if ctx.is_distributed else r
+                return _to(objective.batch(model, arrays, rows), device)
+
+            def forward(m, b):
+                with _autocast(device, amp):
+                    return objective.forward(m, b)
+            with distributed.synced():
+                recalibrate(model, (recal_batch(r) for r in recal_rows), forward if amp else objective.forward)
         model.eval()
         if val is not None and len(val) >= 2:
-            row.update(_validate(model, objective, val, config, device))
-        if on_epoch is not None:
+            row.update(_validate(model, objective, val, config, device, ctx, amp))
+        if on_epoch is not None and ctx.is_main:
             row.update({k: float(v) for k, v in on_epoch(model).items()})
+        if ctx.is_distributed:
+            row = distributed.broadcast_object(row)  # rank 0's on_epoch metrics for every rank
         monitored = row.get("val_loss", row["train_loss"])
         if config.schedule == "plateau":
             sched.step(monitored)
@@ -317,7 +457,7 @@ def _train(model, config, arrays, val, out_dir, resume, progress, on_epoch, desc
         if improved:
             state.update(best=monitored, best_epoch=epoch + 1, bad_epochs=0)
             best_state = _state(model)
-            if out is not None:
+            if writes:
                 save_checkpoint(out / "best.pt", _payload(config, model, epoch + 1, history + [row]))
         else:
             state["bad_epochs"] += 1
@@ -325,9 +465,13 @@ def _train(model, config, arrays, val, out_dir, resume, progress, on_epoch, desc
         row.update(monitored=monitored, best=improved, seconds=round(time.perf_counter() - t0, 1))
         history.append(row)
         epochs.set_postfix({k: f"{row[k]:.3f}" for k in ("train_loss", "val_loss", "val_retrieval") if k in row})
-        if out is not None:
+        if writes:
             save_checkpoint(last, _payload(config, model, epoch + 1, history, optimizer=opt.state_dict(),
                                            scheduler=sched.state_dict(), state=state, best_model=best_state))
     epochs.close()
+    if ctx.is_distributed:
+        del step_module
+        distributed.barrier()  # rank 0's last checkpoint is on disk before any rank goes on
+        distributed.revert_batchnorm(model, bn_classes)
     model.load_state_dict(best_state)
     return model.cpu().eval(), history

@@ -17,6 +17,11 @@ is the small part that differs:
 ``pair_scores(model, batch)`` returns an ``(n_images, n_sounds)`` matrix: the loop ranks the
 images for each sound of a validation chunk (audio-to-image retrieval; chance is ``1 / n``).
 
+Across processes (:mod:`~vssl_core.training.distributed`), ``global_loss(model, batch, counts)``
+is what each rank back-propagates: the families with in-batch negatives gather their per-rank
+outputs across ranks with gradients and compute the loss of the global batch (so negatives come
+from every rank, as in one process); the object prior's per-sample loss needs no gather.
+
 Batches: images ``(n, 3, s, s)`` floats in [0, 1] at the model's input size, audio as the model
 reads it (waveforms ``(n, C, T)``, or LVS spectrograms ``(n, 1, 257, frames)``), flow as the
 model reads it (magnitude ``(n, 1, s, s)`` px/step, or the field ``(n, 2, s, s)`` = (dx, dy)) or
@@ -36,6 +41,7 @@ from vssl_core.models.htf import HTF, prepare_flow_field
 from vssl_core.models.lvs import LVS, cosine_maps, prepare_lvs_audio
 from vssl_core.models.oya import OyaNet
 from vssl_core.models.rcgrad import RCGrad, prepare_audio, prepare_flow, prepare_images
+from vssl_core.training import distributed
 
 __all__ = ["Batch", "Objective", "Contrastive", "Trimap", "Similarity", "DenseObjects", "objective_for",
            "flip_horizontal"]
@@ -126,6 +132,33 @@ class Objective:
     def pair_scores(self, model: nn.Module, batch: Batch) -> torch.Tensor:
         raise NotImplementedError
 
+    def global_loss(self, model: nn.Module, batch: Batch, counts: list[int]
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The loss this rank back-propagates, and the global batch's loss value.
+
+        Parameters
+        ----------
+        batch : Batch
+            This rank's rows of the global batch (``counts[rank]`` of them).
+        counts : list of int
+            Rows of every rank (:func:`vssl_core.training.distributed.shard`).
+
+        Returns
+        -------
+        loss : Tensor, scalar
+            Its gradient, averaged over ranks by DistributedDataParallel, is the gradient of
+            :meth:`loss` of the global batch in one process.
+        value : Tensor, scalar, detached
+            :meth:`loss` of the global batch (the same on every rank).
+        """
+        loss = self.gathered_loss(model, batch, lambda x: distributed.gather_rows(x, counts))
+        return loss, loss.detach()
+
+    def gathered_loss(self, model: nn.Module, batch: Batch, gather) -> torch.Tensor:
+        """The loss of the global batch from this rank's ``batch``; ``gather`` maps a tensor of
+        this rank's rows ``(n, ...)`` to the global batch's rows ``(sum(counts), ...)``."""
+        raise NotImplementedError
+
 
 class Contrastive(Objective):
     """RCGrad / FlowGrad-IC / FlowGrad-EN."""
@@ -144,6 +177,13 @@ class Contrastive(Objective):
         v = nn.functional.normalize(out.image.embedding, dim=1)
         a = nn.functional.normalize(out.audio.embedding, dim=1)
         return v @ a.t()
+
+    def gathered_loss(self, model: RCGrad, batch: Batch, gather) -> torch.Tensor:
+        out = self.forward(model, batch)
+
+        def g(enc):
+            return None if enc is None else enc._replace(embedding=gather(enc.embedding))
+        return model.loss(out._replace(image=g(out.image), audio=g(out.audio), flow=g(out.flow)))
 
 
 class Trimap(Objective):
@@ -170,6 +210,11 @@ class Trimap(Objective):
         m = torch.sigmoid((sim - cfg.eps_p) / cfg.tau)
         return (m * sim).sum(2) / m.sum(2).clamp_min(torch.finfo(sim.dtype).tiny)
 
+    def gathered_loss(self, model: LVS | HTF, batch: Batch, gather) -> torch.Tensor:
+        out = self.forward(model, batch)
+        return model.loss(out._replace(image_features=gather(out.image_features),
+                                       audio_embedding=gather(out.audio_embedding)))
+
 
 class Similarity(Objective):
     """Oya et al.'s model."""
@@ -182,6 +227,30 @@ class Similarity(Objective):
 
     def pair_scores(self, model: OyaNet, batch: Batch) -> torch.Tensor:
         return model.pair_scores(batch.images, batch.audio)
+
+    def gathered_loss(self, model: OyaNet, batch: Batch, gather) -> torch.Tensor:
+        """``model.similarity_loss`` (``shift=1``, ``config.negatives``) of the global batch: the
+        encoders run on this rank's rows, the selection module on the gathered ``v, P, s``."""
+        from vssl_core.models.oya import selection, similarity_loss
+
+        v, p = model.encode_image(batch.images)
+        s = model.encode_audio(batch.audio)
+        v, p, s = gather(v), gather(p), gather(s)
+        n = v.shape[0]
+        if n < 2:
+            raise ValueError(f"need a batch of >= 2, got N={n}")
+        if model.config.negatives == "shift":
+            s_all = torch.cat([s, torch.roll(s, shifts=-1, dims=0)])  # row n + N: s[(n + 1) % N]
+            v_all, p_all = torch.cat([v, v]), torch.cat([p, p])
+            positive = torch.arange(2 * n, device=s.device) < n
+        else:
+            s_all = s.repeat(n, 1)  # row i * N + j: image i with sound j
+            v_all, p_all = v.repeat_interleave(n, dim=0), p.repeat_interleave(n, dim=0)
+            idx = torch.arange(n, device=s.device)
+            positive = (idx[:, None] == idx[None, :]).reshape(-1)
+        alpha, _ = selection(v_all, s_all, p_all)
+        per_pair = similarity_loss(s_all, model.attend(v_all, alpha), positive)
+        return (per_pair[positive].mean() + per_pair[~positive].mean()) / 2
 
 
 class DenseObjects(Objective):
@@ -204,6 +273,16 @@ class DenseObjects(Objective):
 
     def pair_scores(self, model: nn.Module, batch: Batch) -> torch.Tensor | None:
         return None
+
+    def global_loss(self, model: nn.Module, batch: Batch, counts: list[int]
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """A per-sample mean needs no gather: this rank's mean weighted by its share of the rows
+        (times the number of ranks, which DDP's averaging divides out)."""
+        ctx = distributed.context()
+        n, total = counts[ctx.rank], sum(counts)
+        local = self.loss(model, batch)
+        value = distributed.all_reduce_sum(local.detach() * (n / total))
+        return local * (n * len(counts) / total), value
 
 
 def objective_for(model: nn.Module) -> Objective:

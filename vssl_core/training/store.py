@@ -156,18 +156,23 @@ def cached(spec: ModelSpec, cache_root: str | Path | None = None) -> Path | None
 
 
 def _train(spec: ModelSpec, cache_root: str | Path | None, progress: bool) -> tuple[nn.Module, dict[str, Any]]:
+    from vssl_core.training import distributed  # under torchrun: every rank trains, rank 0 writes
+
     folder = _cache_folder(spec, cache_root)
     torch.manual_seed(spec.config.seed)
     model = spec.factory()
-    arrays, val = spec.data()
+    with distributed.main_first():  # rank 0 builds the data caches, the other ranks then read them
+        arrays, val = spec.data()
     work = folder.parent / f".work-{folder.name}"
     t0 = time.perf_counter()
     model, history = train(model, spec.config, arrays, val, work, resume=True, progress=progress,
                            on_epoch=spec.on_epoch, desc=spec.name)
-    with atomic_dir(folder) as tmp:
-        save_trained(tmp / "model.pt", model, spec, history, seconds=round(time.perf_counter() - t0, 1),
-                     hardware=hardware(spec.config.device), steps=sum(int(h.get("steps", 0)) for h in history))
-    shutil.rmtree(work, ignore_errors=True)
+    if distributed.is_main():
+        with atomic_dir(folder) as tmp:
+            save_trained(tmp / "model.pt", model, spec, history, seconds=round(time.perf_counter() - t0, 1),
+                         hardware=hardware(spec.config.device), steps=sum(int(h.get("steps", 0)) for h in history))
+        shutil.rmtree(work, ignore_errors=True)
+    distributed.barrier()
     return load_trained(folder / "model.pt")
 
 

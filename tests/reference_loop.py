@@ -1,0 +1,337 @@
+"""FROZEN COPY of ``vssl_core/training/loop.py`` at commit cd3dfb0 (before distributed training):
+the reference that ``tests/test_distributed.py`` compares the current single-process loop with,
+bit for bit. Do not edit (except this paragraph); it is not imported by the package.
+
+One training loop for every model of the companion, checked on held-out data every epoch.
+
+``train(model, config, arrays, val)`` trains RCGrad, FlowGrad-IC/-EN, LVS, Hear The Flow and
+Oya et al.'s model alike; what differs per family (inputs, loss, pair scores) is its
+:mod:`~vssl_core.training.objectives` objective.
+
+Conventions
+-----------
+- Data: a :class:`~vssl_core.data.arrays.TrainingArrays` (images ``(N, S, S, 3)`` uint8, audio
+  ``(N, C, T)`` float32 at the model's rate, flow magnitude or field as the family needs) for
+  training and another for **validation**: windows of clips that training never sees (split
+  by clip, :func:`vssl_core.data.arrays.split_clips`), never the evaluation clips.
+- Every epoch: the training loss (mean over its pairs), then BatchNorm recalibration
+  (:mod:`~vssl_core.training.batchnorm`, on ``config.bn_batches`` fixed training batches), then on
+  the validation windows, in eval mode, the loss and the audio-to-image retrieval top-1 within
+  chunks of ``batch_size`` (chance ``1 / batch_size``), then ``on_epoch(model)`` (e.g. the
+  held-out localisation score of validation pairs), all in the epoch's history row.
+- Checkpoint choice and early stopping on the validation loss (without validation arrays, on
+  the training loss); ``schedule="plateau"`` lowers the learning rate on a plateau of the same
+  quantity. The returned model holds the best epoch's weights and recalibrated statistics.
+- Optimiser: Adam on the parameters with ``requires_grad`` (a frozen encoder is left out).
+- Augmentation: random horizontal flip (p = 0.5) of image and flow together.
+- Determinism: the model's initial weights are the caller's (build it after
+  ``torch.manual_seed``); epoch ``e`` draws its order and flips from a generator seeded with
+  ``(seed, e)``; the recalibration batches are a fixed seeded draw. An interrupted run resumed
+  from ``last.pt`` ends with the same weights as an uninterrupted one (same machine).
+- Checkpoints (``out_dir/last.pt`` every epoch, ``out_dir/best.pt`` on improvement) hold only
+  plain types and tensors, written atomically (loadable with ``torch.load(weights_only=True)``).
+- Device: ``"auto"`` uses CUDA when present, else the CPU; the returned model is on the CPU.
+"""
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from vssl_core.errors import data_error
+from vssl_core.models.checkpoints import load_checkpoint, save_checkpoint
+from vssl_core.repro.memory import release_unused
+from vssl_core.training.batchnorm import recalibrate
+from vssl_core.training.objectives import Objective, objective_for
+
+__all__ = ["TrainConfig", "train", "resolve_device", "torch_threads", "epoch_plan", "RUNTIME_FIELDS"]
+
+#: Fields that do not change the trained weights (left out of resume checks and cache keys).
+RUNTIME_FIELDS = ("device", "log_every", "num_threads")
+SCHEDULES = ("plateau", "constant")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One training run (the model's own config is separate).
+
+    Attributes
+    ----------
+    epochs : int
+        Maximum number of epochs (early stopping may end sooner).
+    batch_size : int
+        Pairs per step: the in-batch negatives of every loss here. A last batch of one pair is
+        dropped.
+    lr, weight_decay : float
+        Adam.
+    seed : int
+    schedule : {"plateau", "constant"}
+        ``"plateau"``: ReduceLROnPlateau (``plateau_factor``, ``plateau_patience``) on the
+        monitored loss.
+    plateau_factor, plateau_patience : float, int
+    early_stopping_patience : int
+        Stop after this many epochs without improvement of the monitored loss.
+    hflip : bool
+        Random horizontal flip of image and flow.
+    bn_batches : int
+        Training batches for the BatchNorm recalibration after each epoch (0: none).
+    device : str
+        "auto" (CUDA if available, else CPU), "cpu", "cuda", ...
+    log_every : int
+        Progress-bar update period (steps).
+    num_threads : int or None
+        ``torch.set_num_threads`` while training (None: torch's default).
+    """
+
+    epochs: int = 8
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    seed: int = 0
+    schedule: str = "plateau"
+    plateau_factor: float = 0.1
+    plateau_patience: int = 5
+    early_stopping_patience: int = 10
+    hflip: bool = True
+    bn_batches: int = 16
+    device: str = "auto"
+    log_every: int = 10
+    num_threads: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1 or self.batch_size < 2 or not self.lr > 0:
+            raise ValueError(f"invalid TrainConfig: epochs {self.epochs}, batch_size {self.batch_size}, lr {self.lr}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"TrainConfig.schedule must be one of {SCHEDULES}, got {self.schedule!r}")
+        if self.bn_batches < 0 or self.early_stopping_patience < 1:
+            raise ValueError(f"invalid TrainConfig: bn_batches {self.bn_batches}, "
+                             f"early_stopping_patience {self.early_stopping_patience}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> TrainConfig:
+        names = {f.name for f in fields(cls)}
+        unknown = set(d) - names
+        if unknown:
+            raise ValueError(f"unknown TrainConfig fields {sorted(unknown)}")
+        return cls(**dict(d))
+
+    def weights_key(self) -> dict[str, Any]:
+        """The fields that determine the trained weights (no device, threads, logging)."""
+        return {k: v for k, v in self.to_dict().items() if k not in RUNTIME_FIELDS}
+
+
+def resolve_device(device: str) -> torch.device:
+    """"auto" -> cuda when available, else cpu; anything else is passed to ``torch.device``."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+@contextlib.contextmanager
+def torch_threads(n: int | None) -> Iterator[None]:
+    """Run the block with ``torch.set_num_threads(n)`` (None: unchanged), then restore."""
+    old = torch.get_num_threads()
+    if n is not None:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        if n is not None:
+            torch.set_num_threads(old)
+
+
+def epoch_plan(n: int, config: TrainConfig, epoch: int) -> tuple[list[np.ndarray], np.ndarray]:
+    """Batches (sorted index arrays) and per-sample flip flags ``(n,)`` of one epoch."""
+    g = torch.Generator().manual_seed(int(config.seed) * 1_000_003 + epoch)
+    perm = torch.randperm(n, generator=g).numpy()
+    flips = (torch.rand(n, generator=g) < 0.5).numpy() if config.hflip else np.zeros(n, bool)
+    bs = config.batch_size
+    batches = [np.sort(perm[s:s + bs]) for s in range(0, n, bs)]
+    return [b for b in batches if len(b) >= 2], flips
+
+
+def _recalibration_rows(n: int, config: TrainConfig) -> list[np.ndarray]:
+    rng = np.random.default_rng(int(config.seed) + 7_919)
+    order = rng.permutation(n)
+    bs = config.batch_size
+    rows = [np.sort(order[s:s + bs]) for s in range(0, min(n, config.bn_batches * bs), bs)]
+    return [r for r in rows if len(r) >= 2]
+
+
+def _to(batch, device):
+    return batch.to(device) if device.type != "cpu" else batch
+
+
+@torch.no_grad()
+def _validate(model: nn.Module, objective: Objective, val: Any, config: TrainConfig, device) -> dict[str, float]:
+    """Validation loss (pair-weighted mean) and audio-to-image top-1 within chunks of batch_size."""
+    model.eval()
+    n, bs = len(val), config.batch_size
+    total, count, hits, ranked = 0.0, 0, 0, 0
+    for s in range(0, n - 1, bs):
+        idx = np.arange(s, min(s + bs, n))
+        if len(idx) < 2:
+            continue
+        batch = _to(objective.batch(model, val, idx), device)
+        total += float(objective.loss(model, batch)) * len(idx)
+        count += len(idx)
+        scores = objective.pair_scores(model, batch) if len(idx) == bs else None  # (images, sounds)
+        if scores is not None:
+            hits += int((scores.argmax(0) == torch.arange(bs, device=scores.device)).sum())
+            ranked += bs
+    out = {"val_loss": total / max(count, 1)}
+    if ranked:
+        out.update(val_retrieval=hits / ranked, retrieval_chance=1.0 / bs)
+    return out
+
+
+def _state(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+
+
+def _payload(config: TrainConfig, model: nn.Module, epoch: int, history: list, **extra: Any) -> dict[str, Any]:
+    from vssl_core import __version__
+
+    cfg = getattr(model, "config", None)
+    return {"train_config": config.to_dict(), "model_class": type(model).__name__,
+            "model_config": cfg.to_dict() if hasattr(cfg, "to_dict") else None, "version": __version__,
+            "seed": config.seed, "epoch": epoch, "history": history, "model": _state(model), **extra}
+
+
+def train(model: nn.Module, config: TrainConfig, arrays: Any, val: Any | None = None,
+          out_dir: str | Path | None = None, *, resume: bool = True, progress: bool = True,
+          on_epoch: Callable[[nn.Module], Mapping[str, float]] | None = None,
+          desc: str | None = None) -> tuple[nn.Module, list[dict[str, Any]]]:
+    """Train ``model`` (in place) and return it with the best epoch's weights, and the history.
+
+    Parameters
+    ----------
+    model : RCGrad (or a FlowGrad subclass), LVS, HTF or OyaNet
+        The initial model (random, or with its prior loaded).
+    config : TrainConfig
+    arrays, val : TrainingArrays
+        Training windows, and validation windows of other clips (None: no validation; the
+        training loss is then monitored).
+    out_dir : path, optional
+        ``last.pt`` / ``best.pt`` go there; None trains without checkpoints.
+    resume : bool
+        Continue from ``out_dir/last.pt`` when it exists (same model and weight-determining
+        config; ``epochs`` may be larger to extend a run).
+    progress : bool
+        tqdm bars (steps with the running loss; the epoch line with the validation metrics).
+    on_epoch : callable model -> {name: float}, optional
+        Extra held-out metrics per epoch (the model is in eval mode, recalibrated).
+    desc : str, optional
+        Progress-bar label (default: the model's class name).
+
+    Returns
+    -------
+    model : eval mode, on the CPU, best epoch's weights
+    history : list of dict
+        Per epoch: ``epoch``, ``train_loss``, ``val_loss``, ``val_retrieval``,
+        ``retrieval_chance``, ``lr``, ``seconds``, ``monitored``, ``best`` and the ``on_epoch``
+        metrics.
+    """
+    if len(arrays) < 2:
+        raise ValueError(f"need at least 2 training pairs (in-batch negatives), got {len(arrays)}")
+    try:
+        with torch_threads(config.num_threads):
+            return _train(model, config, arrays, val, out_dir, resume, progress, on_epoch, desc)
+    finally:
+        release_unused()  # the freed activations' heap back to the OS before the next cell
+
+
+def _train(model, config, arrays, val, out_dir, resume, progress, on_epoch, desc):
+    device = resolve_device(config.device)
+    objective = objective_for(model)
+    model = model.to(device)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=config.plateau_factor,
+                                                       patience=config.plateau_patience)
+    history: list[dict[str, Any]] = []
+    state = {"best": float("inf"), "best_epoch": 0, "bad_epochs": 0, "stopped": False}
+    best_state = _state(model)
+    start = 0
+    out = Path(out_dir) if out_dir is not None else None
+    last = out / "last.pt" if out is not None else None
+    if resume and last is not None and last.exists():
+        ck = load_checkpoint(last)
+        saved = TrainConfig.from_dict(ck["train_config"])
+        if replace(saved, epochs=config.epochs).weights_key() != config.weights_key():
+            raise data_error(last, "train_config", "was written by a different training config",
+                             "use another out_dir, or resume=False to start over")
+        if ck.get("model_class") != type(model).__name__:
+            raise data_error(last, "model_class", f"was written for a {ck.get('model_class')}",
+                             "use another out_dir, or resume=False to start over")
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["optimizer"])
+        sched.load_state_dict(ck["scheduler"])
+        history, state, start = list(ck["history"]), dict(ck["state"]), int(ck["epoch"])
+        best_state = ck["best_model"]
+    name = desc or type(model).__name__
+    recal_rows = _recalibration_rows(len(arrays), config)
+    epochs = tqdm(range(start, config.epochs), desc=name, disable=not progress, leave=True,
+                  initial=start, total=config.epochs, unit="epoch")
+    for epoch in epochs:
+        if state["stopped"]:
+            break
+        t0 = time.perf_counter()
+        model.train()
+        batches, flips = epoch_plan(len(arrays), config, epoch)
+        lr = opt.param_groups[0]["lr"]
+        total, count = 0.0, 0
+        steps = tqdm(batches, desc=f"{name} epoch {epoch + 1}/{config.epochs}", disable=not progress,
+                     leave=False, unit="step")
+        for step, idx in enumerate(steps):
+            batch = _to(objective.batch(model, arrays, idx, flips[idx]), device)
+            loss = objective.loss(model, batch)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += float(loss.detach()) * len(idx)
+            count += len(idx)
+            if (step + 1) % config.log_every == 0:
+                steps.set_postfix(loss=f"{total / count:.4f}")
+        row: dict[str, Any] = {"epoch": epoch + 1, "train_loss": total / max(count, 1), "lr": lr,
+                               "steps": len(batches)}
+        if config.bn_batches:
+            recalibrate(model, (_to(objective.batch(model, arrays, r), device) for r in recal_rows),
+                        objective.forward)
+        model.eval()
+        if val is not None and len(val) >= 2:
+            row.update(_validate(model, objective, val, config, device))
+        if on_epoch is not None:
+            row.update({k: float(v) for k, v in on_epoch(model).items()})
+        monitored = row.get("val_loss", row["train_loss"])
+        if config.schedule == "plateau":
+            sched.step(monitored)
+        improved = monitored < state["best"]
+        if improved:
+            state.update(best=monitored, best_epoch=epoch + 1, bad_epochs=0)
+            best_state = _state(model)
+            if out is not None:
+                save_checkpoint(out / "best.pt", _payload(config, model, epoch + 1, history + [row]))
+        else:
+            state["bad_epochs"] += 1
+            state["stopped"] = state["bad_epochs"] >= config.early_stopping_patience
+        row.update(monitored=monitored, best=improved, seconds=round(time.perf_counter() - t0, 1))
+        history.append(row)
+        epochs.set_postfix({k: f"{row[k]:.3f}" for k in ("train_loss", "val_loss", "val_retrieval") if k in row})
+        if out is not None:
+            save_checkpoint(last, _payload(config, model, epoch + 1, history, optimizer=opt.state_dict(),
+                                           scheduler=sched.state_dict(), state=state, best_model=best_state))
+    epochs.close()
+    model.load_state_dict(best_state)
+    return model.cpu().eval(), history
