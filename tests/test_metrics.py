@@ -417,7 +417,7 @@ def test_bootstrap_is_deterministic_and_contains_estimate():
                           np.array([M.auc(c[i]) for i in idx]))
 
 
-def test_weighted_fast_path_equals_gathered_resamples():
+def test_resampled_fast_path_equals_gathered_resamples():
     rng = np.random.default_rng(12)
     c = np.round(rng.random(500), 2)          # many ties at the thresholds
     c[:7] = np.nan
@@ -427,7 +427,20 @@ def test_weighted_fast_path_equals_gathered_resamples():
                            (M.AUC(empty), functools.partial(M.auc, empty=empty))):
             assert fast(c) == slow(c)
             assert np.array_equal(bootstrap_distribution(c, fast, 150, 2, block=64),
-                                  bootstrap_distribution(c, slow, 150, 2, block=64))
+                                  bootstrap_distribution(c, slow, 150, 2, block=64), equal_nan=True)
+
+
+def test_threshold_levels_count_reached_thresholds_and_mark_nan():
+    c = np.array([np.nan, 0.0, 0.05, 0.3, 0.29999, 1.0])
+    levels, order = M.threshold_levels(c, [0.3, 0.0, 0.05])     # unsorted thresholds
+    assert order.tolist() == [1, 2, 0]
+    assert levels.dtype == np.uint8 and levels.tolist() == [4, 1, 2, 3, 2, 3]
+    frac = M.fractions_from_levels(levels[None], order, "compat")[0]
+    assert frac.tolist() == [2 / 6, 5 / 6, 4 / 6]              # in the given threshold order
+    frac = M.fractions_from_levels(levels[None], order, "exclude")[0]
+    assert frac.tolist() == [2 / 5, 5 / 5, 4 / 5]
+    all_nan = M.fractions_from_levels(np.full((1, 3), 4, np.uint8), order, "exclude")
+    assert np.isnan(all_nan).all()
 
 
 def test_paired_bootstrap():

@@ -12,10 +12,11 @@ Conventions
   does not change the result.
 - Confidence intervals are percentile intervals (``np.percentile``, linear interpolation) at
   ``(1 - level) / 2`` and ``(1 + level) / 2``.
-- Fast path: a statistic that also has a method ``weighted(values, weights)`` (``weights`` of
-  shape ``(B, N)``: how often each sample is drawn in each resample) is evaluated from the
-  resample multiplicities instead of gathered copies (see ``metrics.CIoUAt`` and
-  ``metrics.AUC``); it must return exactly what ``statistic(values[rows])`` returns.
+- Fast path: a statistic that also has a method ``resampled(values, rows)`` (``rows`` of shape
+  ``(B, N)``: the sample indices of ``B`` resamples) scores them its own way; it must return
+  exactly what ``statistic(values[rows])`` returns. ``metrics.CIoUAt`` and ``metrics.AUC`` map
+  each value once to a one-byte threshold level and count the gathered levels, instead of
+  gathering and comparing float64 copies (``benchmarks/bench_metrics.py`` prints the ratio).
 - NaN values (e.g. an empty ground truth *and* an empty prediction, see
   :mod:`vssl_core.eval.metrics`) are resampled like any other value; the statistic decides what
   they mean.
@@ -155,17 +156,10 @@ def bootstrap_distribution(values: np.ndarray, statistic: Statistic, n_boot: int
 def _distribution(values: np.ndarray, idx: np.ndarray, statistic: Statistic,
                   block: int) -> np.ndarray:
     out = np.empty(idx.shape[0], dtype=np.float64)
-    weighted = getattr(statistic, "weighted", None)
-    n = values.size
+    resampled = getattr(statistic, "resampled", None)
     for start in range(0, idx.shape[0], max(1, block)):
         rows = idx[start:start + block]
-        if weighted is not None:
-            # resample multiplicities (rows.shape[0], N): one bincount, no gathered copies
-            offsets = np.arange(rows.shape[0])[:, None] * n
-            counts = np.bincount((rows + offsets).ravel(), minlength=rows.shape[0] * n)
-            stat = weighted(values, counts.reshape(rows.shape[0], n).astype(np.float64))
-        else:
-            stat = statistic(values[rows])
+        stat = resampled(values, rows) if resampled is not None else statistic(values[rows])
         out[start:start + rows.shape[0]] = np.asarray(stat, dtype=np.float64)
     return out
 

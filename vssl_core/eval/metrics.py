@@ -73,7 +73,8 @@ from vssl_core.errors import data_error
 __all__ = [
     "GRID", "MEDIAN_INDEX", "AUC_THRESHOLDS", "TEXT_READING_CUTOFF",
     "resize_to_grid", "gt_map_urbansas", "gt_map_vggss", "gt_map_flickr", "postprocess",
-    "binarize", "ciou", "pixel_threshold", "score_cious", "validate", "success_fractions", "ciou_at", "auc", "evaluate",
+    "binarize", "ciou", "pixel_threshold", "score_cious", "validate", "success_fractions",
+    "threshold_levels", "fractions_from_levels", "ciou_at", "auc", "evaluate",
     "EvalResult", "summary_row", "CIoUAt", "AUC", "bootstrap_ci", "paired_bootstrap", "BootstrapCI",
     "PairedBootstrap",
 ]
@@ -607,26 +608,65 @@ def success_fractions(cious: np.ndarray, thresholds: Sequence[float] | np.ndarra
     """
     _check_choice(empty, _EMPTY, "empty")
     c = np.asarray(cious, dtype=np.float64)
-    thr = np.asarray(thresholds, dtype=np.float64).reshape(-1)
     lead, n = c.shape[:-1], c.shape[-1]
-    rows = c.reshape(-1, n)
-    nan = np.isnan(rows)
+    levels, order = threshold_levels(c.reshape(-1, n), thresholds)
+    frac = fractions_from_levels(levels, order, empty)
+    return frac.reshape(*lead, order.size)
+
+
+def threshold_levels(cious: np.ndarray, thresholds: Sequence[float] | np.ndarray
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """Each cIoU's level: how many of the (sorted) thresholds it reaches; NaN gets level ``T + 1``.
+
+    A sample passes sorted threshold ``j`` exactly when its level is in ``(j, T]``, so any
+    resample's success fractions follow from its levels alone (:func:`fractions_from_levels`):
+    the bootstrap gathers small integers instead of re-comparing floats.
+
+    Parameters
+    ----------
+    cious : np.ndarray, shape (..., N)
+    thresholds : sequence of float, length T (T <= 253)
+
+    Returns
+    -------
+    levels : np.ndarray, uint8, shape (..., N)
+    order : np.ndarray, intp, shape (T,)
+        ``np.argsort(thresholds, kind="stable")``.
+    """
+    c = np.asarray(cious, dtype=np.float64)
+    thr = np.asarray(thresholds, dtype=np.float64).reshape(-1)
+    if thr.size > 253:
+        raise ValueError(f"at most 253 thresholds, got {thr.size}")
     order = np.argsort(thr, kind="stable")
-    ts = thr[order]
-    n_t = ts.size
-    # k = number of thresholds <= c, i.e. c >= ts[j] exactly for j < k; NaN -> -inf -> k = 0.
-    k = np.searchsorted(ts, np.where(nan, -np.inf, rows), side="right")
-    offsets = np.arange(rows.shape[0])[:, None] * (n_t + 1)
-    counts = np.bincount((k + offsets).ravel(), minlength=rows.shape[0] * (n_t + 1))
-    counts = counts.reshape(rows.shape[0], n_t + 1)
-    hits_sorted = np.cumsum(counts[:, ::-1], axis=1)[:, ::-1][:, 1:]
+    nan = np.isnan(c)
+    k = np.searchsorted(thr[order], np.where(nan, -np.inf, c), side="right")
+    k[nan] = thr.size + 1
+    return k.astype(np.uint8), order
+
+
+def fractions_from_levels(levels: np.ndarray, order: np.ndarray, empty: EmptyPolicy = "compat"
+                          ) -> np.ndarray:
+    """Success fractions ``(B, T)`` of ``B`` samples' levels ``(B, N)`` (:func:`threshold_levels`).
+
+    One ``bincount`` counts each row's levels; reversed cumulative sums give the hits per
+    threshold as exact integers. ``empty="exclude"`` drops NaN (level ``T + 1``) from the
+    denominator; otherwise NaN is a miss counted in it. NaN where the denominator is 0.
+    """
+    levels = np.asarray(levels)
+    rows = levels.reshape(-1, levels.shape[-1])
+    n_t, n = order.size, rows.shape[1]
+    width = n_t + 2
+    offsets = (np.arange(rows.shape[0]) * width)[:, None]
+    counts = np.bincount((rows + offsets).ravel(), minlength=rows.shape[0] * width)
+    counts = counts.reshape(rows.shape[0], width)
+    hits_sorted = np.cumsum(counts[:, n_t::-1], axis=1)[:, ::-1][:, 1:]   # levels j+1..T
     hits = np.empty_like(hits_sorted)
     hits[:, order] = hits_sorted
-    denom = (n - nan.sum(axis=1)) if empty == "exclude" else np.full(rows.shape[0], n)
+    denom = n - counts[:, n_t + 1] if empty == "exclude" else np.full(rows.shape[0], n)
     with np.errstate(invalid="ignore", divide="ignore"):
         frac = hits / denom[:, None].astype(np.float64)
     frac[denom == 0] = np.nan
-    return frac.reshape(*lead, n_t)
+    return frac
 
 
 def ciou_at(cious: np.ndarray, at: float, empty: EmptyPolicy = "compat") -> np.ndarray | float:
@@ -665,25 +705,11 @@ def auc(cious: np.ndarray, empty: EmptyPolicy = "compat") -> np.ndarray | float:
     return float(out) if np.ndim(out) == 0 else out
 
 
-def _weighted_fractions(cious: np.ndarray, weights: np.ndarray, thresholds: Sequence[float],
-                        empty: str) -> np.ndarray:
-    """``success_fractions`` of resamples given by multiplicities ``weights`` (B, N): (B, T)."""
-    c = np.asarray(cious, dtype=np.float64)
-    valid = ~np.isnan(c)
-    hits = (np.where(valid, c, -np.inf)[:, None] >= np.asarray(thresholds)[None, :])
-    counts = weights @ hits.astype(np.float64)          # exact integers in float64
-    denom = weights @ valid.astype(np.float64) if empty == "exclude" else weights.sum(axis=1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        frac = counts / denom[:, None]
-    frac[denom == 0] = np.nan
-    return frac
-
-
 @dataclass(frozen=True)
 class CIoUAt:
     """Bootstrap statistic cIoU@``at`` (same values as ``ciou_at(c, at, empty)``).
 
-    Has the ``weighted`` fast path of :mod:`vssl_core.eval.bootstrap`.
+    Has the ``resampled`` fast path of :mod:`vssl_core.eval.bootstrap`.
     """
 
     at: float
@@ -692,8 +718,9 @@ class CIoUAt:
     def __call__(self, cious: np.ndarray) -> np.ndarray | float:
         return ciou_at(cious, self.at, self.empty)
 
-    def weighted(self, cious: np.ndarray, weights: np.ndarray) -> np.ndarray:
-        return _weighted_fractions(cious, weights, [self.at], self.empty)[:, 0]
+    def resampled(self, cious: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        levels, order = threshold_levels(cious, [self.at])
+        return fractions_from_levels(levels[rows], order, self.empty)[:, 0]
 
 
 @dataclass(frozen=True)
@@ -705,8 +732,9 @@ class AUC:
     def __call__(self, cious: np.ndarray) -> np.ndarray | float:
         return auc(cious, self.empty)
 
-    def weighted(self, cious: np.ndarray, weights: np.ndarray) -> np.ndarray:
-        y = _weighted_fractions(cious, weights, AUC_THRESHOLDS, self.empty)
+    def resampled(self, cious: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        levels, order = threshold_levels(cious, AUC_THRESHOLDS)
+        y = fractions_from_levels(levels[rows], order, self.empty)
         return np.trapezoid(y, x=np.asarray(AUC_THRESHOLDS), axis=-1)
 
 
