@@ -6,8 +6,8 @@ The error contract every command shares (:func:`run_cli`)
   ``<command>: error: <file>: field '<field>': <problem>. Fix: <fix>``, and exits with status
   2; never a traceback. ``--debug`` (any command) shows the traceback as well.
 - Ranges are checked while the arguments are parsed, before any work, with the ``type=``
-  helpers below (:func:`probability`, :func:`non_negative_int`, ...): argparse then prints its
-  usage line and ``error: argument --at: ...`` and exits with status 2.
+  helpers below (:func:`probability`, :func:`non_negative_int`, ...); :class:`ArgumentParser`
+  then prints one line, ``<prog>: error: argument --at: ...``, and exits with status 2.
 - Ctrl-C (SIGINT) and SIGTERM raise :class:`Interrupted` in the main thread, so ``finally``
   blocks and atomic writers clean up their temporary files; the command then exits with
   ``128 + signal number`` (130, 143) after one line saying so.
@@ -37,7 +37,7 @@ from pathlib import Path
 
 from vssl_core.errors import DataError, data_error
 
-__all__ = ["run_cli", "Interrupted", "signals_interrupt", "non_negative_int", "positive_int",
+__all__ = ["run_cli", "ArgumentParser", "add_debug_flag", "Interrupted", "signals_interrupt", "non_negative_int", "positive_int",
            "probability", "finite_float", "positive_float", "non_negative_float", "even_positive_int",
            "check_output_path", "DEBUG_FLAG"]
 
@@ -126,6 +126,14 @@ def run_cli(prog: str, main: Callable[[list[str]], int], argv: Sequence[str] | N
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 128 + signal.SIGINT
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse with a one-line error: ``<prog>: error: <message> (see <prog> --help)``, exit 2
+    (instead of the whole usage block)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def add_debug_flag(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:

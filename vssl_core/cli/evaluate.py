@@ -23,13 +23,14 @@ from pathlib import Path
 
 import numpy as np
 
-from vssl_core.cli import add_debug_flag, check_output_path, non_negative_int, probability, run_cli
+from vssl_core.cli import (ArgumentParser, add_debug_flag, check_output_path, non_negative_int,
+                           probability, run_cli)
 from vssl_core.errors import data_error
 from vssl_core.repro.atomic import write_text
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         prog="python -m vssl_core evaluate",
         description="cIoU@at, AUC and bootstrap CIs of heatmaps (N,H,W) against ground-truth "
                     "maps (N,224,224). Heatmaps of another size are resized bilinearly to 224.")

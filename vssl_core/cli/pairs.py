@@ -11,11 +11,11 @@ import argparse
 import json
 import sys
 
-from vssl_core.cli import add_debug_flag, run_cli
+from vssl_core.cli import ArgumentParser, add_debug_flag, run_cli
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="python -m vssl_core pairs",
         description="Summarise the evaluation pairs of an Urbansas-layout folder as JSON.")
     parser.add_argument("--root", required=True,

@@ -13,7 +13,7 @@ import json
 import sys
 from typing import Any
 
-from vssl_core.cli import add_debug_flag, run_cli
+from vssl_core.cli import ArgumentParser, add_debug_flag, run_cli
 
 
 def _parse_param(text: str) -> tuple[str, Any]:
@@ -28,7 +28,7 @@ def _parse_param(text: str) -> tuple[str, Any]:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="python -m vssl_core regenerate",
         description="Execute the notebooks with papermill and rebuild figures/ and MANIFEST.json.")
     parser.add_argument("--profile", default="quick",

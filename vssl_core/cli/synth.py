@@ -14,15 +14,15 @@ import json
 import sys
 import time
 
-from vssl_core.cli import (add_debug_flag, check_output_path, even_positive_int, non_negative_int,
-                           positive_float, positive_int, probability, run_cli)
+from vssl_core.cli import (ArgumentParser, add_debug_flag, check_output_path, even_positive_int,
+                           non_negative_int, positive_float, positive_int, probability, run_cli)
 
 
 def _parser() -> argparse.ArgumentParser:
     from vssl_core.data.synth import SceneConfig
 
     d = SceneConfig()
-    p = argparse.ArgumentParser(prog="python -m vssl_core synth",
+    p = ArgumentParser(prog="python -m vssl_core synth",
                                 description="Generate synthetic urban street scenes (video, stereo "
                                             "audio, annotations) in the official Urbansas layout.")
     p.add_argument("--out", required=True, help="dataset folder to create (new, empty, or a previous "
