@@ -84,13 +84,21 @@ def test_clean_and_median_postprocess_by_hand():
     assert np.array_equal(M.postprocess(m, "median")[0], b_median.astype(np.float32))
 
 
+def test_grid_constants_are_the_released_codes():
+    """224 x 224 grid; the 'median' is the value at index 224 * 224 / 2 = 25088 of the sort;
+    AUC abscissae 0.05 * i for i = 0..20 as Python floats (so 0.15 is 0.15000000000000002)."""
+    assert (M.GRID, M.MEDIAN_INDEX) == (224, 25088)
+    assert len(M.AUC_THRESHOLDS) == 21 and M.AUC_THRESHOLDS[3] == 0.15000000000000002
+    assert M.AUC_THRESHOLDS[10] == 0.5 and M.AUC_THRESHOLDS[20] == 1.0
+
+
 def test_clean_mask_equals_p_ge_max_half_median():
     rng = np.random.default_rng(1)
     maps = np.stack([rng.random((G, G)) ** e for e in (0.2, 1.0, 5.0)]
                     + [np.floor(rng.random((G, G)) * 3), rng.standard_normal((G, G)) * 9])
     for m in maps:
         p = (m - m.min()) / (m.max() - m.min())
-        med = np.sort(p.ravel())[M.MEDIAN_INDEX]
+        med = np.sort(p.ravel())[25088]            # 224 * 224 / 2, by hand
         expected = p >= max(0.5, med)
         assert np.array_equal(M.binarize(m, "clean")[0], expected)
         assert np.array_equal(M.postprocess(m, "clean")[0] >= 0.5, expected)
@@ -110,7 +118,7 @@ def test_fast_binarize_path_equals_postprocess_path():
 def test_median_mask_is_half_minus_one_for_distinct_values():
     m = np.random.default_rng(3).permutation(G * G).reshape(G, G).astype(np.float64)
     # strictly above sorted[25088] -> 50176 - 25089 pixels
-    assert M.binarize(m, "median")[0].sum() == G * G - M.MEDIAN_INDEX - 1
+    assert M.binarize(m, "median")[0].sum() == 25087     # 50176 - 25088 - 1
 
 
 def test_minmax_makes_scale_and_offset_irrelevant():
@@ -283,7 +291,7 @@ def test_gt_rejects_bad_boxes():
 
 # -------------------------------------------------------------------------- resizing
 def test_resize_matches_cv2_bilinear():
-    cv2 = pytest.importorskip("cv2")
+    import cv2  # a required dependency: its absence is a failure, not a skip
     rng = np.random.default_rng(7)
     for h, w in ((14, 14), (7, 7), (300, 400), (224, 100)):
         x = rng.random((2, h, w)).astype(np.float32)

@@ -47,8 +47,18 @@ def test_loss_decreases_and_end_to_end_maps(tmp_path):
     out = localize(model, arrays.images[:8], arrays.audio[:8])
     assert out.maps.shape == (8, 224, 224) and np.isfinite(out.maps).all()
     gts = np.stack([metrics.gt_map_urbansas(np.array([[80.0, 200.0, 200.0, 300.0]]))] * 8)
-    res = metrics.evaluate(out.maps, gts, postprocess=out.postprocess)
-    assert 0.0 <= res.auc <= 1.0
+    res = metrics.evaluate(out.maps, gts, postprocess=out.postprocess, n_boot=0)
+    # the same scores by hand: clean (min-max, values below sorted[25088] -> 0), >= 0.5, IoU
+    ious = []
+    for m, g in zip(out.maps.astype(np.float64), gts):
+        p = (m - m.min()) / (m.max() - m.min())
+        b = np.where(p < np.sort(p.ravel())[25088], 0, p) >= 0.5
+        ious.append((b & (g > 0)).sum() / (b | (g > 0)).sum())
+    xs = [0.05 * i for i in range(21)]
+    ys = [np.mean(np.asarray(ious) >= x) for x in xs]
+    np.testing.assert_allclose(res.cious, ious, rtol=1e-12)
+    assert res.auc == pytest.approx(sum(0.05 * (ys[i] + ys[i + 1]) / 2 for i in range(20)), abs=1e-12)
+    assert res.ciou == pytest.approx(np.mean(np.asarray(ious) >= 0.3), abs=1e-12)
 
 
 @pytest.mark.parametrize("kind", ["flowgrad_ic", "flowgrad_en"])

@@ -1,0 +1,225 @@
+"""Tests that pin the science: each expected value is derived by hand or by a plain
+reimplementation here, never taken from the code under test.
+
+- Table 1's method maps (``studies.flowgrad.method_stream``): FlowGrad-H = clean(RCGrad) x flow;
+- the FlowGrad pair filter at its boundaries (``start < t < end`` strict, negative boxes dropped,
+  visibility, offscreen and non-identifiable events) and the lenient protocol beside it;
+- the train/evaluation split: no training window comes from an evaluation clip;
+- the papers' hyper-parameter defaults of LVS / Hear The Flow (eps_p, eps_n, tau, temperature).
+"""
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from conftest import make_pairs
+from vssl_core.data.arrays import split_clips, training_windows
+from vssl_core.data.synth import SceneConfig, generate
+from vssl_core.data.urbansas import UrbansasDataset
+from vssl_core.data.urbansas_pairs import select_pairs
+from vssl_core.models import htf, lvs
+from vssl_core.models.rcgrad import ModelConfig, build_model
+from vssl_core.models.rcgrad_maps import autograd_rcgrad_maps
+from vssl_core.studies import flowgrad as fs
+
+GRID = 224
+
+
+# ------------------------------------------------------------------ plain reimplementations
+def plain_bilinear(m: np.ndarray, size: int = GRID) -> np.ndarray:
+    """Bilinear resize with half-pixel centres (cv2 INTER_LINEAR), written out per pixel axis."""
+    h, w = m.shape
+
+    def axis(n_in: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        src = (np.arange(size) + 0.5) * n_in / size - 0.5
+        src = np.clip(src, 0, n_in - 1)
+        lo = np.floor(src).astype(int)
+        hi = np.minimum(lo + 1, n_in - 1)
+        return lo, hi, src - lo
+
+    y0, y1, fy = axis(h)
+    x0, x1, fx = axis(w)
+    top = m[y0][:, x0] * (1 - fx) + m[y0][:, x1] * fx
+    bottom = m[y1][:, x0] * (1 - fx) + m[y1][:, x1] * fx
+    return top * (1 - fy)[:, None] + bottom * fy[:, None]
+
+
+def plain_minmax(m: np.ndarray) -> np.ndarray:
+    lo, hi = m.min(), m.max()
+    return (m - lo) / (hi - lo) if hi > lo else m
+
+
+def plain_clean(m: np.ndarray) -> np.ndarray:
+    """RCGrad's clean (docs/conventions.md): min-max, then values strictly below the value at
+    index 224 * 224 / 2 = 25088 of the ascending sort set to 0."""
+    p = plain_minmax(m)
+    median = np.sort(p.ravel())[25088]
+    return np.where(p < median, 0.0, p)
+
+
+# ------------------------------------------------------------------ Table 1 method maps
+@pytest.fixture(scope="module")
+def table1_maps():
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(width=0.25, image_size=64, audio_sr=8000)).eval()
+    rng = np.random.default_rng(1)
+    images = rng.integers(0, 256, (3, 64, 64, 3), dtype=np.uint8)
+    audio = (0.1 * rng.standard_normal((3, 1, 8000))).astype(np.float32)
+    flow = (2.0 * rng.random((3, GRID, GRID))).astype(np.float32)
+    ev = make_pairs(images, audio, flow=flow, audio_sr=8000)
+    maps = dict(fs.method_stream({"rcgrad": model}, ev))
+    return model, ev, maps
+
+
+def test_table1_rows_and_their_post_processing(table1_maps):
+    _, _, maps = table1_maps
+    assert list(maps) == ["Optical flow only", "RCGrad", "FlowGrad-H", "Centred box"]
+    assert {k: m.postprocess for k, m in maps.items()} == {
+        "Optical flow only": "none", "RCGrad": "clean", "FlowGrad-H": "none", "Centred box": "none"}
+
+
+def test_table1_rcgrad_row_is_the_gradcam_map_on_the_grid(table1_maps):
+    model, ev, maps = table1_maps
+    raw = autograd_rcgrad_maps(model, ev.images, ev.audio)          # per-sample autograd
+    want = np.stack([plain_minmax(plain_bilinear(m.astype(np.float64))) for m in raw])
+    np.testing.assert_allclose(maps["RCGrad"].maps, want, atol=2e-4)
+
+
+def test_table1_flowgrad_h_is_clean_rcgrad_times_flow(table1_maps):
+    """Fails if ``clean`` is dropped from FlowGrad-H in the Table 1 path."""
+    _, ev, maps = table1_maps
+    rc = maps["RCGrad"].maps.astype(np.float64)
+    want = np.stack([plain_clean(m) for m in rc]) * ev.flow
+    got = maps["FlowGrad-H"].maps
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
+    assert not np.allclose(got, rc * ev.flow, atol=1e-3)          # clean matters here
+    assert ((got == 0).mean(axis=(1, 2)) > 0.45).all()           # ~half of each map cleaned away
+
+
+def test_table1_flow_only_and_centred_box_rows(table1_maps):
+    _, ev, maps = table1_maps
+    np.testing.assert_array_equal(maps["Optical flow only"].maps, ev.flow)   # 224 in, 224 out
+    box = maps["Centred box"].maps
+    # sqrt(0.5) of each side, corners int(224 * (1 -+ 0.7071) / 2) = 32 and 191
+    want = np.zeros((GRID, GRID), np.float32)
+    want[32:191, 32:191] = 1
+    for m in box:
+        np.testing.assert_array_equal(m, want)
+
+
+# ------------------------------------------------------------------ pair filter boundaries
+def _tables() -> tuple[pd.DataFrame, pd.DataFrame]:
+    box = dict(track_id=1, x=100.0, y=100.0, w=50.0, h=40.0, class_id=0, visibility=1.0, filename="c")
+    video = pd.DataFrame([
+        {**box, "time": 1.0},                                  # = event start: out (strict)
+        {**box, "time": 1.5},                                  # inside
+        {**box, "time": 1.5, "track_id": 2, "visibility": 0.0},          # occluded
+        {**box, "time": 1.5, "track_id": 3, "x": -0.01, "w": 20.0},      # negative x
+        {**box, "time": 1.5, "track_id": 4, "x": -30.0, "w": 20.0},      # entirely left of the frame
+        {**box, "time": 2.0},                                  # = event end: out (strict)
+        {**box, "time": 2.5},                                  # only a non-identifiable event
+        {**box, "time": 5.0},                                  # only an offscreen event
+    ])
+    audio = pd.DataFrame([
+        dict(filename="c", class_id=0, label="car", non_identifiable_vehicle_sound=0, start=1.0, end=2.0),
+        dict(filename="c", class_id=0, label="car", non_identifiable_vehicle_sound=1, start=2.2, end=3.0),
+        dict(filename="c", class_id=4, label="offscreen", non_identifiable_vehicle_sound=0, start=4.0, end=6.0),
+    ])
+    return video, audio
+
+
+def test_flowgrad_pair_filter_boundaries():
+    video, audio = _tables()
+    ps = select_pairs(video, audio, ["c"], protocol="flowgrad")
+    assert [(p.clip, p.time) for p in ps] == [("c", 1.5)]
+    np.testing.assert_array_equal(ps[0].boxes, [[100.0, 100.0, 50.0, 40.0]])
+    assert ps[0].track_ids.tolist() == [1]
+    assert dict(ps.dropped) == {
+        "events: none annotated (row of -1s)": 0, "events: offscreen": 1,
+        "events: non-identifiable vehicle sound": 1, "boxes: visibility != 1": 1,
+        "boxes: negative coordinate": 2, "boxes: time outside events": 4}
+
+
+def test_how_to_listen_pair_filter_boundaries():
+    video, audio = _tables()
+    ps = select_pairs(video, audio, ["c"], protocol="how_to_listen")
+    assert [p.time for p in ps] == [1.0, 1.5, 2.0, 2.5]        # inclusive, non-identifiable kept
+    at15 = ps[1]
+    assert at15.track_ids.tolist() == [1, 3]                    # track 4 has no area left
+    np.testing.assert_allclose(at15.boxes[1], [0.0, 100.0, 19.99, 40.0])   # clipped at x = 0
+    assert ps.dropped["boxes: empty after clipping"] == 1
+    assert ps.dropped["boxes: time outside events"] == 1        # t = 5.0 (offscreen only)
+
+
+def test_a_clip_with_the_row_of_minus_ones_gives_no_pair():
+    video, _ = _tables()
+    audio = pd.DataFrame([dict(filename="c", class_id=-1, label="-1", non_identifiable_vehicle_sound=1,
+                               start=-1.0, end=-1.0)])
+    ps = select_pairs(video, audio, ["c"], protocol="flowgrad")
+    assert len(ps) == 0 and ps.dropped["clips: no usable event"] == 1
+    assert ps.dropped["boxes: time outside events"] == 5       # 8 rows - 1 occluded - 2 negative
+
+
+# ------------------------------------------------------------------ train / evaluation split
+@pytest.fixture(scope="module")
+def four_clips(tmp_path_factory) -> UrbansasDataset:
+    cfg = SceneConfig(width=160, height=90, fps=8, duration=2.0, sample_rate=16000, idling_prob=1.0,
+                      n_moving=(1, 1), n_parked=(0, 0), n_pedestrians=(0, 0), n_trees=(0, 0),
+                      offscreen_prob=0.0, shake_prob=0.0, night_fraction=0.0)
+    root = generate(tmp_path_factory.mktemp("four") / "ds", 4, seed=2, config=cfg, n_jobs=1,
+                    progress=False)
+    return UrbansasDataset(root)
+
+
+def test_no_training_window_comes_from_an_evaluation_clip(four_clips):
+    train, held_out = split_clips(four_clips, 2)
+    assert held_out == sorted(four_clips.clips)[-2:] and not set(train) & set(held_out)
+    windows = training_windows(four_clips, train, n=200, seconds=1.0, seed=0)
+    assert {c for c, _ in windows} == set(train)               # both training clips, nothing else
+    assert all(0.0 <= s <= 1.0 for _, s in windows)            # 2-s clips, 1-s windows
+
+
+def test_the_rcgrad_family_trains_on_training_clips_only(four_clips, tmp_path, monkeypatch):
+    """The study path: the windows handed to training (cache miss) come from the training clips."""
+    from vssl_core.training import rcgrad_family
+
+    monkeypatch.setenv("VSSL_DATA_DIR", str(tmp_path))
+    seen = {}
+
+    def capture(setup, arrays, data_key, progress=True):
+        seen["clips"] = set(arrays.clips.tolist())
+        return {}
+
+    monkeypatch.setattr(rcgrad_family, "train_family", capture)
+    setup = rcgrad_family.RCGradFamilySetup(eval_clips=1, train_windows=12, image_size=32,
+                                            train_audio_seconds=1.0)
+    rcgrad_family.cached_family(setup, four_clips, progress=False)
+    held_out = set(split_clips(four_clips, 1)[1])
+    assert seen["clips"] and not seen["clips"] & held_out
+    assert seen["clips"] <= set(four_clips.clips) - held_out
+
+
+# ------------------------------------------------------------------ hyper-parameter defaults
+def test_lvs_and_htf_defaults_are_the_papers():
+    """LVS released code / Hear The Flow Sec. 4.3: eps_p 0.65, eps_n 0.4, tau 0.03, temperature 0.07."""
+    papers = {"eps_p": 0.65, "eps_n": 0.4, "tau": 0.03, "temperature": 0.07}
+    for cfg in (lvs.LVSConfig(), htf.HTFConfig()):
+        assert {k: getattr(cfg, k) for k in papers} == papers, type(cfg).__name__
+    defaults = {k: p.default for k, p in inspect.signature(lvs.trimap_logits).parameters.items()
+                if k in papers}
+    assert defaults == papers
+    assert lvs.loss_params(lvs.LVSConfig())["eps_p"] == 0.65
+
+
+def test_hear_the_flow_study_keeps_the_paper_thresholds():
+    from vssl_core.studies import hear_the_flow as hs
+
+    setup = hs.HearTheFlowSetup()
+    for flow in (False, True):
+        cfg = hs.model_config(setup, flow=flow, pretrained=True, frozen=False, prior=Path("prior.pt"))
+        assert (cfg.eps_p, cfg.eps_n, cfg.tau, cfg.temperature) == (0.65, 0.4, 0.03, 0.07)
