@@ -121,6 +121,9 @@ def _tables() -> tuple[pd.DataFrame, pd.DataFrame]:
         {**box, "time": 1.5, "track_id": 2, "visibility": 0.0},          # occluded
         {**box, "time": 1.5, "track_id": 3, "x": -0.01, "w": 20.0},      # negative x
         {**box, "time": 1.5, "track_id": 4, "x": -30.0, "w": 20.0},      # entirely left of the frame
+        {**box, "time": 1.5, "track_id": 5, "x": 1000.0, "w": 400.0},    # past the right edge
+        {**box, "time": 1.5, "track_id": 6, "y": -10.0, "h": 30.0},      # above the top edge
+        {**box, "time": 1.5, "track_id": 7, "y": 700.0, "h": 50.0},      # past the bottom edge
         {**box, "time": 2.0},                                  # = event end: out (strict)
         {**box, "time": 2.5},                                  # only a non-identifiable event
         {**box, "time": 5.0},                                  # only an offscreen event
@@ -137,12 +140,16 @@ def test_flowgrad_pair_filter_boundaries():
     video, audio = _tables()
     ps = select_pairs(video, audio, ["c"], protocol="flowgrad")
     assert [(p.clip, p.time) for p in ps] == [("c", 1.5)]
-    np.testing.assert_array_equal(ps[0].boxes, [[100.0, 100.0, 50.0, 40.0]])
-    assert ps[0].track_ids.tolist() == [1]
+    # only negative coordinates are dropped; boxes past the right or bottom edge stay unclipped
+    np.testing.assert_array_equal(ps[0].boxes, [[100.0, 100.0, 50.0, 40.0], [1000.0, 100.0, 400.0, 40.0],
+                                                [100.0, 700.0, 50.0, 50.0]])
+    assert ps[0].track_ids.tolist() == [1, 5, 7]
     assert dict(ps.dropped) == {
         "events: none annotated (row of -1s)": 0, "events: offscreen": 1,
         "events: non-identifiable vehicle sound": 1, "boxes: visibility != 1": 1,
-        "boxes: negative coordinate": 2, "boxes: time outside events": 4}
+        "boxes: negative coordinate": 3, "boxes: time outside events": 4}
+    assert [(p.clip, p.time) for p in select_pairs(video, audio, ["c"])] == [("c", 1.5)]  # default
+    assert select_pairs(video, audio, [], protocol="flowgrad").summary()["pairs"] == 0
 
 
 def test_how_to_listen_pair_filter_boundaries():
@@ -150,8 +157,11 @@ def test_how_to_listen_pair_filter_boundaries():
     ps = select_pairs(video, audio, ["c"], protocol="how_to_listen")
     assert [p.time for p in ps] == [1.0, 1.5, 2.0, 2.5]        # inclusive, non-identifiable kept
     at15 = ps[1]
-    assert at15.track_ids.tolist() == [1, 3]                    # track 4 has no area left
-    np.testing.assert_allclose(at15.boxes[1], [0.0, 100.0, 19.99, 40.0])   # clipped at x = 0
+    assert at15.track_ids.tolist() == [1, 3, 5, 6, 7]           # track 4 has no area left
+    np.testing.assert_allclose(at15.boxes[1:], [[0.0, 100.0, 19.99, 40.0],    # clipped at x = 0
+                                                [1000.0, 100.0, 280.0, 40.0],  # at x = 1280
+                                                [100.0, 0.0, 50.0, 20.0],      # at y = 0
+                                                [100.0, 700.0, 50.0, 20.0]])   # at y = 720
     assert ps.dropped["boxes: empty after clipping"] == 1
     assert ps.dropped["boxes: time outside events"] == 1        # t = 5.0 (offscreen only)
 
@@ -162,7 +172,7 @@ def test_a_clip_with_the_row_of_minus_ones_gives_no_pair():
                                start=-1.0, end=-1.0)])
     ps = select_pairs(video, audio, ["c"], protocol="flowgrad")
     assert len(ps) == 0 and ps.dropped["clips: no usable event"] == 1
-    assert ps.dropped["boxes: time outside events"] == 5       # 8 rows - 1 occluded - 2 negative
+    assert ps.dropped["boxes: time outside events"] == 7       # 11 rows - 1 occluded - 3 negative
 
 
 # ------------------------------------------------------------------ train / evaluation split

@@ -228,8 +228,9 @@ def _carry_over(run: NotebookRun, figures: Path, staging: Path, previous: dict[s
         return
     written = set(run.outputs)
     for rel in _files_of(folder, figures):
-        if rel in written:
-            continue
+        name = rel.rsplit("/", 1)[-1]
+        if rel in written or (name.startswith(".") and name.endswith(".tmp")):
+            continue                     # rewritten, or a temporary file of an atomic write
         if prune and rel in previous:
             run.pruned.append(rel)
             continue
