@@ -448,3 +448,35 @@ def test_paired_bootstrap():
     assert res.diff > 0 and res.lo > 0 and res.p_value == pytest.approx(2 / 201)
     with pytest.raises(DataError, match="values_b"):
         paired_bootstrap(a, a[:10], M.auc)
+
+
+# ------------------------------------------------------------- gaps found by the mutation check
+def test_ciou_checks_every_chunk_and_names_the_sample():
+    """ciou validates each chunk of CHUNK samples itself (not only through validate)."""
+    maps = np.zeros((11, G, G), np.float32)
+    gts = np.zeros((11, G, G), np.float32)
+    maps[9, 5, 5] = np.nan                       # in the second chunk of 8
+    with pytest.raises(DataError, match=r"NaN or inf values in samples \[9\]"):
+        M.ciou(maps, gts)
+
+
+def test_dataset_statistics_of_one_set_are_python_floats():
+    c = np.array([0.2, 0.6, np.nan])
+    assert type(M.ciou_at(c, 0.5)) is float and M.ciou_at(c, 0.5) == pytest.approx(1 / 3)
+    assert type(M.auc(c)) is float
+    assert M.ciou_at(np.stack([c, c]), 0.5).shape == (2,)
+
+
+def test_empty_error_names_the_field_and_the_fix():
+    maps = np.zeros((2, G, G), np.float32)
+    gts = np.zeros((2, G, G), np.float32)
+    with pytest.raises(DataError, match=r"field 'gts': 2 samples .* Fix: drop them"):
+        M.ciou(maps, gts, "none", empty="error")
+
+
+def test_gt_urbansas_frame_size_boundaries():
+    # a 1 x 1 annotation frame: the box [0, 0, 1, 1] covers all of it, so the whole grid
+    assert M.gt_map_urbansas(np.array([[0.0, 0.0, 1.0, 1.0]]), frame_size=(1, 1)).sum() == G * G
+    for bad in ((1280, 0), (0, 720), (-1, 720)):
+        with pytest.raises(DataError, match="field 'frame_size'"):
+            M.gt_map_urbansas(np.zeros((1, 4)), frame_size=bad)

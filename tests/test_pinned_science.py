@@ -101,6 +101,16 @@ def test_table1_flowgrad_h_is_clean_rcgrad_times_flow(table1_maps):
     assert ((got == 0).mean(axis=(1, 2)) > 0.45).all()           # ~half of each map cleaned away
 
 
+def test_flowgrad_h_maps_of_an_evaluation_set_are_table1s(table1_maps):
+    from vssl_core.models import rcgrad_maps
+
+    model, ev, maps = table1_maps
+    np.testing.assert_allclose(rcgrad_maps.flowgrad_h_maps(model, ev).maps, maps["FlowGrad-H"].maps,
+                               atol=1e-6)
+    with pytest.raises(ValueError):
+        rcgrad_maps.flowgrad_h_maps(model, make_pairs(ev.images, ev.audio, flow=ev.flow, audio_sr=16000))
+
+
 def test_table1_flow_only_and_centred_box_rows(table1_maps):
     _, ev, maps = table1_maps
     np.testing.assert_array_equal(maps["Optical flow only"].maps, ev.flow)   # 224 in, 224 out
