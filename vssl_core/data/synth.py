@@ -282,8 +282,11 @@ def _expected_files(meta: dict) -> set[str]:
     datasets written before the list was recorded)."""
     if isinstance(meta.get("files"), dict):
         return set(meta["files"]) | {"meta.json"}
-    seed, fps = int(meta["seed"]), int(meta["config"]["fps"])
-    names = [clip_name(seed, i) for i in range(int(meta["n_clips"]))]
+    try:
+        seed, fps = int(meta["seed"]), int(meta["config"]["fps"])
+        names = [clip_name(seed, i) for i in range(int(meta["n_clips"]))]
+    except (KeyError, TypeError, ValueError):
+        return {"meta.json"}                      # unknown layout: every other file is foreign
     return ({"meta.json", "README.md", "annotations/video_annotations.csv",
              "annotations/audio_annotations.csv", "annotations/objects.csv"}
             | {f"audio/{c}.wav" for c in names} | {f"video/video_{fps}fps/{c}.mp4" for c in names})
@@ -328,8 +331,10 @@ def generate(out_dir: str | os.PathLike, n_clips: int, seed: int, config: SceneC
     Parameters
     ----------
     out_dir : path
-        Dataset root to create. An existing folder is replaced only if it is empty or a previous
-        synthetic dataset (holds ``meta.json``); the new one appears in one rename when complete.
+        Dataset root to create. An existing folder is replaced only if it is empty or a dataset
+        this generator wrote (its ``meta.json`` marker with a consistent fingerprint, and no file
+        it did not write); anything else is a :class:`DataError` and is left untouched. The new
+        folder appears in one rename when complete.
     n_clips : int
         Number of clips (>= 1).
     seed : int
