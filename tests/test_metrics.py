@@ -480,3 +480,36 @@ def test_gt_urbansas_frame_size_boundaries():
     for bad in ((1280, 0), (0, 720), (-1, 720)):
         with pytest.raises(DataError, match="field 'frame_size'"):
             M.gt_map_urbansas(np.zeros((1, 4)), frame_size=bad)
+
+
+@pytest.mark.parametrize("method", ["clean", "median", "none"])
+@pytest.mark.parametrize("threshold", [0.0, 1.0])
+def test_binarize_at_the_end_thresholds_equals_postprocess(method, threshold):
+    """--reading text binarises at ``at`` itself, so 0 and 1 are reachable thresholds."""
+    rng = np.random.default_rng(11)
+    maps = rng.random((4, G, G)).astype(np.float32) ** np.float32(3)
+    maps[1] = 0.7                                     # constant
+    maps[2, :, :150] = 0                              # many exact zeros
+    want = M.postprocess(maps, method) >= threshold
+    assert np.array_equal(M.binarize(maps, method, threshold), want)
+    if threshold == 0.0:
+        assert want.all()                             # every value of P is >= 0
+
+
+def test_median_with_exactly_half_zeros():
+    """25,088 zeros: the 'median' (index 25088 of the sort) is the smallest positive value, so
+    the mask keeps the 25,087 values above it; one more zero and the median is 0."""
+    vals = np.concatenate([np.zeros(25088), np.arange(1, 25089)]).astype(np.float64)
+    m = np.random.default_rng(0).permutation(vals).reshape(G, G)
+    assert M.binarize(m, "median")[0].sum() == 25087
+    assert M.postprocess(m, "median")[0].sum() == 25087
+    vals[25088] = 0.0                                 # 25,089 zeros
+    m = np.random.default_rng(0).permutation(vals).reshape(G, G)
+    assert M.binarize(m, "median")[0].sum() == 25087  # median 0: all positive values
+
+
+def test_postprocess_keeps_float32():
+    m = np.random.default_rng(0).random((2, G, G)).astype(np.float32)
+    for method in ("clean", "median", "none"):
+        assert M.postprocess(m, method).dtype == np.float32
+    assert M.postprocess(m.astype(np.float64), "median").dtype == np.float64

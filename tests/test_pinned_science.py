@@ -111,6 +111,19 @@ def test_flowgrad_h_maps_of_an_evaluation_set_are_table1s(table1_maps):
         rcgrad_maps.flowgrad_h_maps(model, make_pairs(ev.images, ev.audio, flow=ev.flow, audio_sr=16000))
 
 
+def test_flowgrad_h_refuses_what_is_not_a_clean_map():
+    from vssl_core.models.rcgrad_maps import flowgrad_h
+
+    flow = np.ones((2, GRID, GRID), np.float32)
+    with pytest.raises(ValueError, match=r"must be \(N, 224, 224\), got \(2, 100, 100\)"):
+        flowgrad_h(np.zeros((2, 100, 100)), flow)
+    with pytest.raises(ValueError, match="clean maps in \\[0, 1\\]"):
+        flowgrad_h(np.full((2, GRID, GRID), 1.5), flow)
+    with pytest.raises(ValueError, match="2 maps but 3 flow fields"):
+        flowgrad_h(np.zeros((2, GRID, GRID)), np.ones((3, GRID, GRID), np.float32))
+    assert flowgrad_h(np.zeros((2, GRID, GRID), np.float64), flow).maps.dtype == np.float32
+
+
 def test_table1_flow_only_and_centred_box_rows(table1_maps):
     _, ev, maps = table1_maps
     np.testing.assert_array_equal(maps["Optical flow only"].maps, ev.flow)   # 224 in, 224 out
@@ -126,6 +139,7 @@ def test_table1_flow_only_and_centred_box_rows(table1_maps):
 def _tables() -> tuple[pd.DataFrame, pd.DataFrame]:
     box = dict(track_id=1, x=100.0, y=100.0, w=50.0, h=40.0, class_id=0, visibility=1.0, filename="c")
     video = pd.DataFrame([
+        {**box, "time": 2.5},                                  # rows need not be in time order
         {**box, "time": 1.0},                                  # = event start: out (strict)
         {**box, "time": 1.5},                                  # inside
         {**box, "time": 1.5, "track_id": 2, "visibility": 0.0},          # occluded
@@ -134,9 +148,15 @@ def _tables() -> tuple[pd.DataFrame, pd.DataFrame]:
         {**box, "time": 1.5, "track_id": 5, "x": 1000.0, "w": 400.0},    # past the right edge
         {**box, "time": 1.5, "track_id": 6, "y": -10.0, "h": 30.0},      # above the top edge
         {**box, "time": 1.5, "track_id": 7, "y": 700.0, "h": 50.0},      # past the bottom edge
+        {**box, "time": 1.5, "track_id": 8, "y": -30.0, "h": 20.0},      # entirely above the frame
+        {**box, "time": 1.5, "track_id": 9, "y": -10.0, "h": 10.0},      # touches y = 0 from above
+        {**box, "time": 1.5, "track_id": 10, "x": -0.5, "w": 1.2},       # 0.7 px wide once clipped
+        {**box, "time": 1.5, "track_id": 11, "y": -0.5, "h": 1.2},       # 0.7 px high once clipped
         {**box, "time": 2.0},                                  # = event end: out (strict)
-        {**box, "time": 2.5},                                  # only a non-identifiable event
         {**box, "time": 5.0},                                  # only an offscreen event
+        {**box, "time": 1.5, "filename": "d"},                 # clips without any event
+        {**box, "time": 2.0, "filename": "e"},
+        {**box, "time": 2.5, "filename": "e"},
     ])
     audio = pd.DataFrame([
         dict(filename="c", class_id=0, label="car", non_identifiable_vehicle_sound=0, start=1.0, end=2.0),
@@ -148,31 +168,40 @@ def _tables() -> tuple[pd.DataFrame, pd.DataFrame]:
 
 def test_flowgrad_pair_filter_boundaries():
     video, audio = _tables()
-    ps = select_pairs(video, audio, ["c"], protocol="flowgrad")
+    ps = select_pairs(video, audio, ["c", "d", "e"], protocol="flowgrad")
+    assert ps.protocol == "flowgrad"
     assert [(p.clip, p.time) for p in ps] == [("c", 1.5)]
     # only negative coordinates are dropped; boxes past the right or bottom edge stay unclipped
     np.testing.assert_array_equal(ps[0].boxes, [[100.0, 100.0, 50.0, 40.0], [1000.0, 100.0, 400.0, 40.0],
                                                 [100.0, 700.0, 50.0, 50.0]])
     assert ps[0].track_ids.tolist() == [1, 5, 7]
+    assert ps[0].labels.tolist() == [0, 0, 0] and ps[0].boxes.dtype == np.float64
+    assert not ps[0].boxes.flags.writeable and not ps[0].labels.flags.writeable
     assert dict(ps.dropped) == {
         "events: none annotated (row of -1s)": 0, "events: offscreen": 1,
         "events: non-identifiable vehicle sound": 1, "boxes: visibility != 1": 1,
-        "boxes: negative coordinate": 3, "boxes: time outside events": 4}
-    assert [(p.clip, p.time) for p in select_pairs(video, audio, ["c"])] == [("c", 1.5)]  # default
+        "boxes: negative coordinate": 7, "boxes: time outside events": 4 + 3,
+        "clips: no usable event": 2}
+    with pytest.raises(ValueError, match="unknown protocol 'paper'"):
+        select_pairs(video, audio, ["c"], protocol="paper")
+    assert [(p.clip, p.time) for p in select_pairs(video, audio, ["c", "d"])] == [("c", 1.5)]  # default
     assert select_pairs(video, audio, [], protocol="flowgrad").summary()["pairs"] == 0
 
 
 def test_how_to_listen_pair_filter_boundaries():
     video, audio = _tables()
     ps = select_pairs(video, audio, ["c"], protocol="how_to_listen")
+    assert ps.protocol == "how_to_listen"
     assert [p.time for p in ps] == [1.0, 1.5, 2.0, 2.5]        # inclusive, non-identifiable kept
     at15 = ps[1]
-    assert at15.track_ids.tolist() == [1, 3, 5, 6, 7]           # track 4 has no area left
+    assert at15.track_ids.tolist() == [1, 3, 5, 6, 7, 10, 11]   # 4, 8, 9 have no area left
     np.testing.assert_allclose(at15.boxes[1:], [[0.0, 100.0, 19.99, 40.0],    # clipped at x = 0
                                                 [1000.0, 100.0, 280.0, 40.0],  # at x = 1280
                                                 [100.0, 0.0, 50.0, 20.0],      # at y = 0
-                                                [100.0, 700.0, 50.0, 20.0]])   # at y = 720
-    assert ps.dropped["boxes: empty after clipping"] == 1
+                                                [100.0, 700.0, 50.0, 20.0],    # at y = 720
+                                                [0.0, 100.0, 0.7, 40.0],
+                                                [100.0, 0.0, 50.0, 0.7]])
+    assert ps.dropped["boxes: empty after clipping"] == 3
     assert ps.dropped["boxes: time outside events"] == 1        # t = 5.0 (offscreen only)
 
 
@@ -180,9 +209,9 @@ def test_a_clip_with_the_row_of_minus_ones_gives_no_pair():
     video, _ = _tables()
     audio = pd.DataFrame([dict(filename="c", class_id=-1, label="-1", non_identifiable_vehicle_sound=1,
                                start=-1.0, end=-1.0)])
-    ps = select_pairs(video, audio, ["c"], protocol="flowgrad")
-    assert len(ps) == 0 and ps.dropped["clips: no usable event"] == 1
-    assert ps.dropped["boxes: time outside events"] == 7       # 11 rows - 1 occluded - 3 negative
+    ps = select_pairs(video, audio, ["c", "d", "e"], protocol="flowgrad")
+    assert len(ps) == 0 and ps.dropped["clips: no usable event"] == 3
+    assert ps.dropped["boxes: time outside events"] == 10      # 18 rows - 1 occluded - 7 negative
 
 
 # ------------------------------------------------------------------ train / evaluation split
