@@ -513,3 +513,26 @@ def test_postprocess_keeps_float32():
     for method in ("clean", "median", "none"):
         assert M.postprocess(m, method).dtype == np.float32
     assert M.postprocess(m.astype(np.float64), "median").dtype == np.float64
+
+
+def test_thresholds_above_one_keep_nothing_and_choices_name_their_field():
+    m = np.random.default_rng(5).random((2, G, G))
+    for method in ("clean", "median", "none"):
+        assert not M.binarize(m, method, 1.5).any()
+        assert np.array_equal(M.binarize(m, method, 1.5), M.postprocess(m, method) >= 1.5)
+    with pytest.raises(DataError, match="field 'postprocess': unknown value 'bogus'"):
+        M.postprocess(m, "bogus")
+    with pytest.raises(DataError, match="field 'empty': unknown value 'drop'"):
+        M.ciou(m, np.zeros((2, G, G)), empty="drop")
+    with pytest.raises(DataError, match="field 'empty': unknown value 'drop'"):
+        M.success_fractions(np.array([0.5]), [0.5], empty="drop")
+    with pytest.raises(DataError, match=r"field 'maps': expected maps of 224x224, got \(10, 10\)"):
+        M.postprocess(np.zeros((1, 10, 10)), "clean")
+
+
+def test_gt_urbansas_messages_name_the_field_and_the_fix():
+    with pytest.raises(DataError, match=r"field 'frame_size': must be positive, got \(1280, 0\). "
+                                        r"Fix: pass \(width, height\), e.g. \(1280, 720\)"):
+        M.gt_map_urbansas(np.zeros((1, 4)), frame_size=(1280, 0))
+    with pytest.raises(DataError, match="field 'boxes_xywh'"):
+        M.gt_map_urbansas(np.zeros((1, 3)))

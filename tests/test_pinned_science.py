@@ -122,6 +122,17 @@ def test_flowgrad_h_refuses_what_is_not_a_clean_map():
     with pytest.raises(ValueError, match="2 maps but 3 flow fields"):
         flowgrad_h(np.zeros((2, GRID, GRID)), np.ones((3, GRID, GRID), np.float32))
     assert flowgrad_h(np.zeros((2, GRID, GRID), np.float64), flow).maps.dtype == np.float32
+    with pytest.raises(ValueError, match=r"\(to_grid then clean\)"):
+        flowgrad_h(np.full((2, GRID, GRID), -0.5), flow)
+
+
+def test_flowgrad_h_multiplies_rcgrad_maps_only():
+    from vssl_core.eval.maps import LocalizationMaps
+    from vssl_core.models.rcgrad_maps import flowgrad_h_from_rcgrad
+
+    lvs_maps = LocalizationMaps(np.zeros((1, GRID, GRID), np.float32), "median", "lvs")
+    with pytest.raises(ValueError, match="FlowGrad-H multiplies RCGrad's map, got 'lvs' maps"):
+        flowgrad_h_from_rcgrad(lvs_maps, np.ones((1, GRID, GRID), np.float32))
 
 
 def test_table1_flow_only_and_centred_box_rows(table1_maps):
@@ -211,6 +222,7 @@ def test_a_clip_with_the_row_of_minus_ones_gives_no_pair():
                                start=-1.0, end=-1.0)])
     ps = select_pairs(video, audio, ["c", "d", "e"], protocol="flowgrad")
     assert len(ps) == 0 and ps.dropped["clips: no usable event"] == 3
+    assert ps.dropped["events: none annotated (row of -1s)"] == 1
     assert ps.dropped["boxes: time outside events"] == 10      # 18 rows - 1 occluded - 7 negative
 
 
