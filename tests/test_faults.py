@@ -354,6 +354,13 @@ def test_synth_argument_errors_are_one_message(tmp_path, capsys, args, words):
     assert not (tmp_path / "o").exists()
 
 
+def test_generate_refuses_a_config_with_nan(tmp_path):
+    with pytest.raises(DataError, match="field 'shake_amplitude': nan is not finite"):
+        generate(tmp_path / "o", 1, 0, SceneConfig(shake_amplitude=float("nan")), n_jobs=1,
+                 progress=False)
+    assert not (tmp_path / "o").exists()
+
+
 def test_synth_to_an_unwritable_place(tmp_path, capsys):
     blocker = tmp_path / "file"
     blocker.write_text("x")

@@ -315,6 +315,14 @@ def _check_replaceable(out: Path) -> None:
                          "move them elsewhere or choose another folder; nothing was deleted")
 
 
+def _check_config(config: SceneConfig) -> None:
+    """Every number of ``config`` finite (SceneConfig's own checks let NaN through some fields)."""
+    for name, value in asdict(config).items():
+        values = value if isinstance(value, (tuple, list)) else (value,)
+        if any(isinstance(v, float) and not np.isfinite(v) for v in values):
+            raise data_error(None, name, f"{value!r} is not finite", "give a finite number")
+
+
 def _check_args(n_clips: int, seed: int, n_jobs: int) -> None:
     if not isinstance(n_clips, (int, np.integer)) or n_clips < 1:
         raise data_error(None, "n_clips", f"{n_clips!r} is not a positive integer", "ask for >= 1 clip")
@@ -351,6 +359,7 @@ def generate(out_dir: str | os.PathLike, n_clips: int, seed: int, config: SceneC
     Path of the dataset root.
     """
     _check_args(n_clips, seed, n_jobs)
+    _check_config(config)
     out = Path(out_dir).expanduser()
     _check_replaceable(out)
     with atomic_dir(out) as tmp:
