@@ -171,7 +171,7 @@ def test_bad_inputs_raise_data_errors():
 
 
 def test_concat_dataset_on_hf_columns():
-    datasets = pytest.importorskip("datasets")
+    import datasets  # a required dependency
     from vssl_core.data.evalset import eval_features
 
     feats = eval_features(image_size=64, n_channels=1, n_samples=10)

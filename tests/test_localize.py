@@ -9,7 +9,7 @@ from vssl_core.eval import metrics
 from vssl_core.eval.maps import GRID, LocalizationMaps, clean, to_grid
 from vssl_core.models.rcgrad_maps import (EmbeddingDot, GradCAM, autograd_rcgrad_maps, cam_closed_form, flow_maps,
                                           flowgrad_h, localize, localize_flowgrad_h, rcgrad_maps)
-from vssl_core.models.rcgrad import ModelConfig, build_model, prepare_images
+from vssl_core.models.rcgrad import ModelConfig, build_model, prepare_flow, prepare_images
 
 SMALL = dict(width=0.25, image_size=64, audio_sr=8000)
 
@@ -50,6 +50,37 @@ def test_closed_form_equals_autograd_gradcam(kind, seed):
     assert fast.max() > 0
     np.testing.assert_allclose(fast, slow, rtol=1e-4, atol=1e-6 * fast.max())
     np.testing.assert_allclose(_minmax(fast), _minmax(slow), atol=1e-5)
+
+
+@pytest.mark.parametrize("kind,seed", [("rcgrad", 4), ("flowgrad_ic", 5)])
+def test_closed_form_equals_autograd_where_the_relu_acts(kind, seed, monkeypatch):
+    """Signed audio embeddings (the trained ones are not all non-negative) make the weighted sum
+    of the features negative at some positions: both paths must cut it to 0 there (a missing
+    ReLU in either one fails this test)."""
+    import vssl_core.models.rcgrad_maps as rm
+
+    plain = rm.audio_embeddings
+
+    def signed(model, audio, **kw):
+        emb = plain(model, audio, **kw)
+        return emb - emb.mean(dim=1, keepdim=True)       # both signs in every embedding
+
+    monkeypatch.setattr(rm, "audio_embeddings", signed)
+    torch.manual_seed(seed)
+    model = build_model(ModelConfig(kind=kind, **SMALL)).eval()
+    images, audio, flow = _batch(seed=seed)
+    fast = rcgrad_maps(model, images, audio, flow, chunk_size=3)
+    slow = autograd_rcgrad_maps(model, images, audio, flow)
+    # the linear combination itself, without the ReLU (plain einsum of features and weights)
+    with torch.no_grad():
+        x = model.image_input(prepare_images(images, 64),
+                              prepare_flow(flow, 64) if kind == "flowgrad_ic" else None)
+        linear = torch.einsum("ndij,nd->nij", model.image_encoder(x).features,
+                              signed(model, audio)).numpy() / 16
+    assert (linear < 0).any() and (linear > 0).any()       # the ReLU has work to do
+    np.testing.assert_allclose(fast, np.maximum(linear, 0), rtol=1e-4, atol=1e-6 * linear.max())
+    np.testing.assert_allclose(slow, np.maximum(linear, 0), rtol=1e-4, atol=1e-6 * linear.max())
+    assert (fast[linear < 0] == 0).all() and (slow[linear < 0] == 0).all()
 
 
 def test_cam_closed_form_hand_case():

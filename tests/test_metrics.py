@@ -84,13 +84,21 @@ def test_clean_and_median_postprocess_by_hand():
     assert np.array_equal(M.postprocess(m, "median")[0], b_median.astype(np.float32))
 
 
+def test_grid_constants_are_the_released_codes():
+    """224 x 224 grid; the 'median' is the value at index 224 * 224 / 2 = 25088 of the sort;
+    AUC abscissae 0.05 * i for i = 0..20 as Python floats (so 0.15 is 0.15000000000000002)."""
+    assert (M.GRID, M.MEDIAN_INDEX) == (224, 25088)
+    assert len(M.AUC_THRESHOLDS) == 21 and M.AUC_THRESHOLDS[3] == 0.15000000000000002
+    assert M.AUC_THRESHOLDS[10] == 0.5 and M.AUC_THRESHOLDS[20] == 1.0
+
+
 def test_clean_mask_equals_p_ge_max_half_median():
     rng = np.random.default_rng(1)
     maps = np.stack([rng.random((G, G)) ** e for e in (0.2, 1.0, 5.0)]
                     + [np.floor(rng.random((G, G)) * 3), rng.standard_normal((G, G)) * 9])
     for m in maps:
         p = (m - m.min()) / (m.max() - m.min())
-        med = np.sort(p.ravel())[M.MEDIAN_INDEX]
+        med = np.sort(p.ravel())[25088]            # 224 * 224 / 2, by hand
         expected = p >= max(0.5, med)
         assert np.array_equal(M.binarize(m, "clean")[0], expected)
         assert np.array_equal(M.postprocess(m, "clean")[0] >= 0.5, expected)
@@ -110,7 +118,7 @@ def test_fast_binarize_path_equals_postprocess_path():
 def test_median_mask_is_half_minus_one_for_distinct_values():
     m = np.random.default_rng(3).permutation(G * G).reshape(G, G).astype(np.float64)
     # strictly above sorted[25088] -> 50176 - 25089 pixels
-    assert M.binarize(m, "median")[0].sum() == G * G - M.MEDIAN_INDEX - 1
+    assert M.binarize(m, "median")[0].sum() == 25087     # 50176 - 25088 - 1
 
 
 def test_minmax_makes_scale_and_offset_irrelevant():
@@ -283,7 +291,7 @@ def test_gt_rejects_bad_boxes():
 
 # -------------------------------------------------------------------------- resizing
 def test_resize_matches_cv2_bilinear():
-    cv2 = pytest.importorskip("cv2")
+    import cv2  # a required dependency: its absence is a failure, not a skip
     rng = np.random.default_rng(7)
     for h, w in ((14, 14), (7, 7), (300, 400), (224, 100)):
         x = rng.random((2, h, w)).astype(np.float32)
@@ -453,3 +461,91 @@ def test_paired_bootstrap():
     assert res.diff > 0 and res.lo > 0 and res.p_value == pytest.approx(2 / 201)
     with pytest.raises(DataError, match="values_b"):
         paired_bootstrap(a, a[:10], M.auc)
+
+
+# ------------------------------------------------------------- gaps found by the mutation check
+def test_ciou_checks_every_chunk_and_names_the_sample():
+    """ciou validates each chunk of CHUNK samples itself (not only through validate)."""
+    maps = np.zeros((11, G, G), np.float32)
+    gts = np.zeros((11, G, G), np.float32)
+    maps[9, 5, 5] = np.nan                       # in the second chunk of 8
+    with pytest.raises(DataError, match=r"NaN or inf values in samples \[9\]"):
+        M.ciou(maps, gts)
+
+
+def test_dataset_statistics_of_one_set_are_python_floats():
+    c = np.array([0.2, 0.6, np.nan])
+    assert type(M.ciou_at(c, 0.5)) is float and M.ciou_at(c, 0.5) == pytest.approx(1 / 3)
+    assert type(M.auc(c)) is float
+    assert M.ciou_at(np.stack([c, c]), 0.5).shape == (2,)
+
+
+def test_empty_error_names_the_field_and_the_fix():
+    maps = np.zeros((2, G, G), np.float32)
+    gts = np.zeros((2, G, G), np.float32)
+    with pytest.raises(DataError, match=r"field 'gts': 2 samples .* Fix: drop them"):
+        M.ciou(maps, gts, "none", empty="error")
+
+
+def test_gt_urbansas_frame_size_boundaries():
+    # a 1 x 1 annotation frame: the box [0, 0, 1, 1] covers all of it, so the whole grid
+    assert M.gt_map_urbansas(np.array([[0.0, 0.0, 1.0, 1.0]]), frame_size=(1, 1)).sum() == G * G
+    for bad in ((1280, 0), (0, 720), (-1, 720)):
+        with pytest.raises(DataError, match="field 'frame_size'"):
+            M.gt_map_urbansas(np.zeros((1, 4)), frame_size=bad)
+
+
+@pytest.mark.parametrize("method", ["clean", "median", "none"])
+@pytest.mark.parametrize("threshold", [0.0, 1.0])
+def test_binarize_at_the_end_thresholds_equals_postprocess(method, threshold):
+    """--reading text binarises at ``at`` itself, so 0 and 1 are reachable thresholds."""
+    rng = np.random.default_rng(11)
+    maps = rng.random((4, G, G)).astype(np.float32) ** np.float32(3)
+    maps[1] = 0.7                                     # constant
+    maps[2, :, :150] = 0                              # many exact zeros
+    want = M.postprocess(maps, method) >= threshold
+    assert np.array_equal(M.binarize(maps, method, threshold), want)
+    if threshold == 0.0:
+        assert want.all()                             # every value of P is >= 0
+
+
+def test_median_with_exactly_half_zeros():
+    """25,088 zeros: the 'median' (index 25088 of the sort) is the smallest positive value, so
+    the mask keeps the 25,087 values above it; one more zero and the median is 0."""
+    vals = np.concatenate([np.zeros(25088), np.arange(1, 25089)]).astype(np.float64)
+    m = np.random.default_rng(0).permutation(vals).reshape(G, G)
+    assert M.binarize(m, "median")[0].sum() == 25087
+    assert M.postprocess(m, "median")[0].sum() == 25087
+    vals[25088] = 0.0                                 # 25,089 zeros
+    m = np.random.default_rng(0).permutation(vals).reshape(G, G)
+    assert M.binarize(m, "median")[0].sum() == 25087  # median 0: all positive values
+
+
+def test_postprocess_keeps_float32():
+    m = np.random.default_rng(0).random((2, G, G)).astype(np.float32)
+    for method in ("clean", "median", "none"):
+        assert M.postprocess(m, method).dtype == np.float32
+    assert M.postprocess(m.astype(np.float64), "median").dtype == np.float64
+
+
+def test_thresholds_above_one_keep_nothing_and_choices_name_their_field():
+    m = np.random.default_rng(5).random((2, G, G))
+    for method in ("clean", "median", "none"):
+        assert not M.binarize(m, method, 1.5).any()
+        assert np.array_equal(M.binarize(m, method, 1.5), M.postprocess(m, method) >= 1.5)
+    with pytest.raises(DataError, match="field 'postprocess': unknown value 'bogus'"):
+        M.postprocess(m, "bogus")
+    with pytest.raises(DataError, match="field 'empty': unknown value 'drop'"):
+        M.ciou(m, np.zeros((2, G, G)), empty="drop")
+    with pytest.raises(DataError, match="field 'empty': unknown value 'drop'"):
+        M.success_fractions(np.array([0.5]), [0.5], empty="drop")
+    with pytest.raises(DataError, match=r"field 'maps': expected maps of 224x224, got \(10, 10\)"):
+        M.postprocess(np.zeros((1, 10, 10)), "clean")
+
+
+def test_gt_urbansas_messages_name_the_field_and_the_fix():
+    with pytest.raises(DataError, match=r"field 'frame_size': must be positive, got \(1280, 0\). "
+                                        r"Fix: pass \(width, height\), e.g. \(1280, 720\)"):
+        M.gt_map_urbansas(np.zeros((1, 4)), frame_size=(1280, 0))
+    with pytest.raises(DataError, match="field 'boxes_xywh'"):
+        M.gt_map_urbansas(np.zeros((1, 3)))

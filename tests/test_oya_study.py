@@ -10,6 +10,7 @@ from vssl_core.eval import metrics
 from vssl_core.studies import do_we_need_sound as oy
 from vssl_core.data.arrays import EvalArrays
 from vssl_core.eval.maps import LocalizationMaps
+from vssl_core.errors import DataError
 from vssl_core.eval.metrics import GRID
 from vssl_core.eval.scoring import score
 from vssl_core.models.audio import resample_audio
@@ -104,7 +105,7 @@ def test_side_accuracy_by_hand():
     maps = _half_maps(["left", "right", "left", "none"])
     acc = oy.side_accuracy(maps, np.array(["left", "left", "right", "right"]))
     assert acc.tolist() == [1.0, 0.0, 0.0, 0.5]       # right, wrong, wrong, tie (empty map)
-    with pytest.raises(Exception):
+    with pytest.raises(DataError, match="field 'side'"):
         oy.side_accuracy(maps, np.array(["left", "up", "left", "left"]))
 
 
@@ -227,7 +228,7 @@ def test_pick_examples_takes_one_sample_per_clip():
     clips = ["a", "a", "b", "c", "d", "d"]
     rows = oy.pick_examples(gain, clips, n_best=2, n_worst=1)
     assert rows == [(0, "sound helps"), (2, "sound helps"), (4, "sound hurts")]
-    with pytest.raises(Exception):
+    with pytest.raises(DataError, match="field 'clips'"):
         oy.pick_examples(gain, clips[:3])
 
 

@@ -268,7 +268,8 @@ def test_cli(tmp_path):
 
 
 def test_loads_through_urbansas_loader(datasets):
-    urbansas = pytest.importorskip("vssl_core.data.urbansas")
+    from vssl_core.data import urbansas
+
     ds = urbansas.UrbansasDataset(datasets[0])
     assert sorted(ds.clips) == [synth.clip_name(7, i) for i in range(N_CLIPS)]
     pairs = ds.pairs(protocol="flowgrad")

@@ -10,11 +10,13 @@ import torch
 
 from vssl_core.data.arrays import TrainingArrays
 from vssl_core.errors import DataError
+from vssl_core.eval import metrics
 from vssl_core.models.checkpoints import load_checkpoint
 from vssl_core.models.htf import HTF, HTFConfig
 from vssl_core.models.lvs import LVS, LVSConfig
 from vssl_core.models.oya import OyaConfig, OyaNet
 from vssl_core.models.rcgrad import FlowGradEN, FlowGradIC, ModelConfig, RCGrad
+from vssl_core.models.rcgrad_maps import localize
 from vssl_core.training.loop import TrainConfig, train
 from vssl_core.training.objectives import Contrastive, Trimap, flip_horizontal, objective_for
 from vssl_core.training.store import Models, ModelSpec, NotTrained, load_trained, obtain
@@ -63,6 +65,27 @@ def test_contrastive_loss_decreases_with_validation_each_epoch():
         assert np.isfinite(h["val_loss"]) and 0.0 <= h["val_retrieval"] <= 1.0
         assert h["retrieval_chance"] == pytest.approx(1 / 8) and h["monitored"] == h["val_loss"]
     assert not model.training and next(model.parameters()).device.type == "cpu"
+
+
+def test_trained_maps_score_as_by_hand():
+    """A trained model's maps go through ``metrics.evaluate`` exactly as written out by hand:
+    clean (min-max, values below sorted[25088] -> 0), >= 0.5, IoU, cIoU@0.3 and the AUC."""
+    arrays = _planted()
+    model, _ = train(_model(RCGrad, RC), replace(CFG, epochs=1), arrays, progress=False)
+    out = localize(model, arrays.images[:8], arrays.audio[:8])
+    assert out.maps.shape == (8, 224, 224) and np.isfinite(out.maps).all()
+    gts = np.stack([metrics.gt_map_urbansas(np.array([[80.0, 200.0, 200.0, 300.0]]))] * 8)
+    res = metrics.evaluate(out.maps, gts, postprocess=out.postprocess, n_boot=0)
+    ious = []
+    for m, g in zip(out.maps.astype(np.float64), gts):
+        p = (m - m.min()) / (m.max() - m.min())
+        b = np.where(p < np.sort(p.ravel())[25088], 0, p) >= 0.5
+        ious.append((b & (g > 0)).sum() / (b | (g > 0)).sum())
+    xs = [0.05 * i for i in range(21)]
+    ys = [np.mean(np.asarray(ious) >= x) for x in xs]
+    np.testing.assert_allclose(res.cious, ious, rtol=1e-12)
+    assert res.auc == pytest.approx(sum(0.05 * (ys[i] + ys[i + 1]) / 2 for i in range(20)), abs=1e-12)
+    assert res.ciou == pytest.approx(np.mean(np.asarray(ious) >= 0.3), abs=1e-12)
 
 
 @pytest.mark.parametrize("cls, cfg, flow", [(LVS, LVS_CFG, False), (HTF, HTF_CFG, True), (OyaNet, OYA_CFG, False)])

@@ -1,7 +1,9 @@
 """Command line: ``python -m vssl_core COMMAND [options]``.
 
 Each command lives in ``vssl_core/cli/<command>.py`` and exposes ``main(argv) -> int``;
-it is imported only when called, so ``--help`` stays fast.
+it is imported only when called, so ``--help`` stays fast. Every command follows one error
+contract (:func:`vssl_core.cli.run_cli`): a bad argument or input is one message and exit
+status 2, ``--debug`` shows the traceback, Ctrl-C / SIGTERM exit 130 / 143 after cleaning up.
 """
 from __future__ import annotations
 
@@ -26,7 +28,9 @@ def main(argv: list[str] | None = None) -> int:
         print("usage: python -m vssl_core COMMAND [options]\n\ncommands:")
         for name, text in COMMANDS.items():
             print(f"  {name:<11} {text}")
-        print("\n'python -m vssl_core COMMAND --help' for a command's options.")
+        print("\n'python -m vssl_core COMMAND --help' for a command's options; --debug shows "
+              "tracebacks of errors (exit status 2 without it: one message naming the file, the "
+              "field and the fix).")
         return 0
     name, rest = argv[0], argv[1:]
     if name not in COMMANDS:

@@ -1,4 +1,11 @@
-"""``python -m vssl_core regenerate [--profile quick|paper] [--only NAME ...] [--param K=V ...]``."""
+"""``python -m vssl_core regenerate [--profile NAME] [--only NAME ...] [--param K=V ...] [--prune]``.
+
+Errors follow :func:`vssl_core.cli.run_cli`: a bad profile name, notebook or parameter, or a
+second regeneration of the same checkout, is one message and exit status 2 before anything
+runs; a failing notebook is exit status 1 (the message names the notebook, the cell and the
+error); Ctrl-C or SIGTERM removes the staging folder and exits 130 / 143 with ``figures/`` and
+its manifest as they were.
+"""
 from __future__ import annotations
 
 import argparse
@@ -6,8 +13,7 @@ import json
 import sys
 from typing import Any
 
-from vssl_core.errors import DataError
-from vssl_core.repro.regenerate import NotebookFailed, regenerate
+from vssl_core.cli import ArgumentParser, add_debug_flag, run_cli
 
 
 def _parse_param(text: str) -> tuple[str, Any]:
@@ -21,8 +27,8 @@ def _parse_param(text: str) -> tuple[str, Any]:
     return name.strip(), value
 
 
-def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(
+def _parser() -> argparse.ArgumentParser:
+    parser = ArgumentParser(
         prog="python -m vssl_core regenerate",
         description="Execute the notebooks with papermill and rebuild figures/ and MANIFEST.json.")
     parser.add_argument("--profile", default="quick",
@@ -30,18 +36,36 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--only", nargs="+", metavar="NAME",
                         help="notebook stems or prefixes to run, e.g. 01_dataset_bias or 01")
     parser.add_argument("--param", "-p", action="append", type=_parse_param, default=[],
-                        metavar="NAME=VALUE", help="override one parameter (JSON value)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
-    args = parser.parse_args(argv)
+                        metavar="NAME=VALUE", help="override one parameter (JSON value); "
+                        "profile and output_dir are set by the runner")
+    parser.add_argument("--prune", action="store_true",
+                        help="remove files an earlier run of a selected notebook wrote and this "
+                             "run did not (default: keep them, e.g. outputs that need real data "
+                             "this checkout lacks)")
+    parser.add_argument("--wait", action="store_true",
+                        help="wait for another regeneration of this checkout instead of refusing")
+    parser.add_argument("--no-progress", action="store_true",
+                        help="no progress bar and no echo of the notebooks' own output")
+    return add_debug_flag(parser)
+
+
+def _main(argv: list[str]) -> int:
+    from vssl_core.repro.regenerate import NotebookFailed, regenerate
+
+    args = _parser().parse_args(argv)
     try:
         summary = regenerate(profile=args.profile, only=args.only, overrides=dict(args.param),
-                             progress=not args.no_progress)
+                             progress=not args.no_progress, prune=args.prune, wait=args.wait)
     except NotebookFailed as exc:
         print(f"regenerate: {exc}", file=sys.stderr)
         return 1
-    except DataError as exc:
-        print(f"regenerate: {exc}", file=sys.stderr)
-        return 2
     print(summary.table())
+    notes = summary.notes()
+    if notes:
+        print(notes)
     print(f"manifest: {summary.manifest}")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_cli("regenerate", _main, argv)

@@ -12,19 +12,26 @@ changes only this process's copy, never the file.
 The file is ``<arrow folder>/columns-npy/<column>-<dtype>-<source>.npy`` where ``<source>`` is a
 hash of the Arrow files' names, sizes and modification times, so a rebuilt dataset never reads
 a stale copy. It is written to a temporary file and renamed (atomic): a reader sees no file or a
-complete one. torch-free.
+complete one. Beside it, ``<file>.npy.sha256`` records its size and SHA-256; a copy is used only
+when both match (hashed once per process and file version, :func:`vssl_core.repro.cache.verified_sha256`),
+so a truncated or corrupted copy, even one of the right size, is rewritten from the Arrow files
+instead of being read (one line on stderr says so). torch-free.
 """
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
+import sys
 import tempfile
 from pathlib import Path
 
 import datasets
 import numpy as np
 
+from vssl_core.repro.atomic import apply_umask, write_text
+from vssl_core.repro.cache import verified_sha256
 from vssl_core.repro.memory import release_unused
 
 __all__ = ["mappable", "mapped_column"]
@@ -75,11 +82,32 @@ def _write(ds: datasets.Dataset, column: str, dtype: np.dtype, path: Path,
             raise RuntimeError(f"{column}: wrote {row} rows, expected {shape[0]}")
         out.flush()
         del out
+        apply_umask(tmp)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+    record = {"size": path.stat().st_size, "sha256": verified_sha256(path)}
+    write_text(_sidecar(path), json.dumps(record, sort_keys=True) + "\n")
+
+
+def _sidecar(path: Path) -> Path:
+    return path.with_name(path.name + ".sha256")
+
+
+def _intact_problem(path: Path, dtype: np.dtype, shape: tuple) -> str | None:
+    """Why the copy at ``path`` cannot be used (None: it matches its record, shape and dtype)."""
+    try:
+        record = json.loads(_sidecar(path).read_text())
+        if path.stat().st_size != record["size"] or verified_sha256(path) != record["sha256"]:
+            return "its size or SHA-256 differs from the record written with it"
+        arr = np.load(path, mmap_mode="r")
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        return f"it cannot be checked or read ({exc.__class__.__name__}: {exc})"
+    if arr.shape != shape or arr.dtype != dtype:
+        return f"it holds {arr.dtype} {arr.shape}, expected {dtype} {shape}"
+    return None
 
 
 def mapped_column(ds: datasets.Dataset, column: str, dtype: np.dtype | str | None = None,
@@ -118,10 +146,10 @@ def mapped_column(ds: datasets.Dataset, column: str, dtype: np.dtype | str | Non
     if ds.num_rows == 0:
         return np.zeros(expected, dtype)
     if path.exists():
-        arr = np.load(path, mmap_mode="c")
-        if arr.shape == expected and arr.dtype == dtype:
-            return arr
-        del arr                                   # a foreign or truncated file: rewrite it
+        problem = _intact_problem(path, dtype, expected)
+        if problem is None:
+            return np.load(path, mmap_mode="c")
+        print(f"column copy {path}: {problem}; rewriting it from the Arrow files", file=sys.stderr)
     try:
         _write(ds, column, dtype, path, rows_per_write)
     finally:

@@ -43,6 +43,16 @@ Type A (every sound-capable object sounds) versus Type B (only some do) samples.
   second without the camera shake (exactly 0 for parked and idling vehicles and trees).
   Offscreen vehicles have empty ``x, y, w, h, speed_px_per_s`` (no image position).
 
+Ownership and integrity: ``meta.json`` is the generator's marker. It names the generator, the
+fingerprint of ``(config, n_clips, seed, GENERATOR_VERSION)`` and the size and SHA-256 of every
+file written (``files``). :func:`generate` replaces an existing folder only when it is empty or
+holds a marker whose fingerprint matches its own recorded config and nothing but the files the
+generator writes; any other file (yours) makes it refuse, naming the file. :func:`ensure_synthetic`
+reuses a dataset only when every recorded file is still there with the recorded size and hash;
+otherwise it says which file changed and generates the dataset again. Generation runs in a
+temporary sibling folder that an interruption (Ctrl-C, SIGTERM, an error) removes, together with
+the worker processes.
+
 Determinism: every clip draws from ``np.random.SeedSequence(seed, spawn_key=(index,))``, the
 CSVs are concatenated in clip order, so the CSV and wav bytes and the decoded frames depend on
 ``(seed, config, GENERATOR_VERSION)`` only, whatever ``n_jobs``.
@@ -51,8 +61,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import multiprocessing
 import os
-from concurrent.futures import ProcessPoolExecutor
+import signal
+import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -63,6 +75,7 @@ import soundfile as sf
 from tqdm.auto import tqdm
 
 from vssl_core.repro.atomic import atomic_dir
+from vssl_core.repro.cache import changed_files, record_files
 from vssl_core.errors import data_error
 from vssl_core.repro.paths import data_dir
 from vssl_core.data.synth_audio import synthesize_audio
@@ -205,8 +218,29 @@ def _make_clip(task: tuple[str, int, int, SceneConfig]) -> ClipAnnotations:
 
 
 def _worker_init() -> None:
-    """Pool worker start-up: one OpenCV thread per worker (the pool parallelises over clips)."""
+    """Pool worker start-up: one OpenCV thread per worker (the pool parallelises over clips);
+    Ctrl-C is left to the parent (which terminates the pool), SIGTERM kills the worker."""
     cv2.setNumThreads(1)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def _run_pool(tasks: list, n_jobs: int, bar: dict) -> list[ClipAnnotations]:
+    """``_make_clip`` over ``tasks`` in ``n_jobs`` worker processes, in task order. Any exception
+    in the parent (an error, Ctrl-C, SIGTERM turned into an exception) terminates the workers."""
+    # fork start (Linux default): workers inherit the imported modules; each clip is ~1 s of
+    # single-threaded work, so the pool scales with the free cores
+    pool = multiprocessing.get_context().Pool(processes=min(int(n_jobs), len(tasks)),
+                                              initializer=_worker_init)
+    try:
+        results = list(tqdm(pool.imap(_make_clip, tasks), **bar))
+        pool.close()
+    except BaseException:
+        pool.terminate()
+        raise
+    finally:
+        pool.join()
+    return results
 
 
 def _csv(rows: list[tuple], columns: tuple[str, ...], index: bool) -> str:
@@ -219,6 +253,74 @@ def fingerprint(config: SceneConfig, n_clips: int, seed: int) -> str:
     key = json.dumps({"config": asdict(config), "n_clips": n_clips, "seed": seed,
                       "generator_version": GENERATOR_VERSION}, sort_keys=True)
     return hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+def _fingerprint_of(meta: dict) -> str | None:
+    """The fingerprint a ``meta.json`` should hold, from its own config, clip count, seed and
+    generator version (None when those are missing)."""
+    try:
+        key = json.dumps({"config": meta["config"], "n_clips": meta["n_clips"], "seed": meta["seed"],
+                          "generator_version": meta["generator_version"]}, sort_keys=True)
+    except (KeyError, TypeError):
+        return None
+    return hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+def _read_marker(folder: Path) -> dict | None:
+    """``folder/meta.json`` when it is this generator's marker with a consistent fingerprint."""
+    try:
+        meta = json.loads((folder / "meta.json").read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    if not isinstance(meta, dict) or meta.get("generator") != "vssl_core.data.synth":
+        return None
+    return meta if meta.get("fingerprint") == _fingerprint_of(meta) else None
+
+
+def _expected_files(meta: dict) -> set[str]:
+    """Relative paths the generator writes for ``meta`` (the recorded list, or the layout of
+    datasets written before the list was recorded)."""
+    if isinstance(meta.get("files"), dict):
+        return set(meta["files"]) | {"meta.json"}
+    try:
+        seed, fps = int(meta["seed"]), int(meta["config"]["fps"])
+        names = [clip_name(seed, i) for i in range(int(meta["n_clips"]))]
+    except (KeyError, TypeError, ValueError):
+        return {"meta.json"}                      # unknown layout: every other file is foreign
+    return ({"meta.json", "README.md", "annotations/video_annotations.csv",
+             "annotations/audio_annotations.csv", "annotations/objects.csv"}
+            | {f"audio/{c}.wav" for c in names} | {f"video/video_{fps}fps/{c}.mp4" for c in names})
+
+
+def _check_replaceable(out: Path) -> None:
+    """Refuse to replace ``out`` unless it is missing, empty or a dataset of this generator
+    holding only the files it wrote."""
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise data_error(out, None, "exists and is a file", "choose a new or empty folder")
+    present = sorted(str(p.relative_to(out)) for p in out.rglob("*") if not p.is_dir())
+    if not present and not any(out.iterdir()):
+        return
+    meta = _read_marker(out)
+    if meta is None:
+        raise data_error(out, "meta.json", "the folder is not empty and holds no marker of this "
+                         "generator (a meta.json it wrote, with a matching fingerprint)",
+                         "choose a new or empty folder; nothing was deleted")
+    foreign = [f for f in present if f not in _expected_files(meta)]
+    if foreign:
+        more = f" and {len(foreign) - 3} more" if len(foreign) > 3 else ""
+        raise data_error(out, foreign[0], f"the synthetic dataset also holds files the generator "
+                         f"did not write ({', '.join(foreign[:3])}{more})",
+                         "move them elsewhere or choose another folder; nothing was deleted")
+
+
+def _check_config(config: SceneConfig) -> None:
+    """Every number of ``config`` finite (SceneConfig's own checks let NaN through some fields)."""
+    for name, value in asdict(config).items():
+        values = value if isinstance(value, (tuple, list)) else (value,)
+        if any(isinstance(v, float) and not np.isfinite(v) for v in values):
+            raise data_error(None, name, f"{value!r} is not finite", "give a finite number")
 
 
 def _check_args(n_clips: int, seed: int, n_jobs: int) -> None:
@@ -237,8 +339,10 @@ def generate(out_dir: str | os.PathLike, n_clips: int, seed: int, config: SceneC
     Parameters
     ----------
     out_dir : path
-        Dataset root to create. An existing folder is replaced only if it is empty or a previous
-        synthetic dataset (holds ``meta.json``); the new one appears in one rename when complete.
+        Dataset root to create. An existing folder is replaced only if it is empty or a dataset
+        this generator wrote (its ``meta.json`` marker with a consistent fingerprint, and no file
+        it did not write); anything else is a :class:`DataError` and is left untouched. The new
+        folder appears in one rename when complete.
     n_clips : int
         Number of clips (>= 1).
     seed : int
@@ -255,10 +359,9 @@ def generate(out_dir: str | os.PathLike, n_clips: int, seed: int, config: SceneC
     Path of the dataset root.
     """
     _check_args(n_clips, seed, n_jobs)
+    _check_config(config)
     out = Path(out_dir).expanduser()
-    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / "meta.json").is_file())):
-        raise data_error(out, None, "exists and is not a synthetic dataset (no meta.json)",
-                         "choose a new or empty folder; it would be replaced")
+    _check_replaceable(out)
     with atomic_dir(out) as tmp:
         for sub in ("annotations", "audio", f"video/video_{config.fps}fps"):
             (tmp / sub).mkdir(parents=True, exist_ok=True)
@@ -272,11 +375,7 @@ def generate(out_dir: str | os.PathLike, n_clips: int, seed: int, config: SceneC
             finally:
                 cv2.setNumThreads(threads)
         else:
-            # fork start (Linux default): workers inherit the imported modules; each clip is
-            # ~1 s of single-threaded work, so the pool scales with the free cores
-            with ProcessPoolExecutor(max_workers=min(int(n_jobs), len(tasks)),
-                                     initializer=_worker_init) as ex:
-                results = list(tqdm(ex.map(_make_clip, tasks), **bar))
+            results = _run_pool(tasks, n_jobs, bar)
         video = [r for c in results for r in c.video]
         audio = [r for c in results for r in c.audio]
         objects = [r for c in results for r in c.objects]
@@ -292,8 +391,9 @@ def generate(out_dir: str | os.PathLike, n_clips: int, seed: int, config: SceneC
             "annotation_fps": ANNOTATION_FPS, "counts": {"boxes": len(video), "events": n_events,
                                                          "objects_rows": len(objects)},
         }
-        (tmp / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
         (tmp / "README.md").write_text(_readme(meta))
+        meta["files"] = record_files(tmp)
+        (tmp / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
     return out
 
 
@@ -319,17 +419,32 @@ def ensure_synthetic(n_clips: int, seed: int, config: SceneConfig = SceneConfig(
     It lives in ``<root>/<fingerprint>/`` with ``root`` = ``data_dir() / "synth"`` by default
     (:func:`fingerprint` covers the config, the clip count, the seed and
     :data:`GENERATOR_VERSION`). A folder is reused when its ``meta.json`` names the same
-    fingerprint; generation is atomic, so an interrupted run leaves nothing half-written.
+    fingerprint and every file it lists is still there with the recorded size and SHA-256;
+    otherwise the dataset is generated again (and a line on stderr says which file changed).
+    Generation is atomic, so an interrupted run leaves nothing half-written.
     """
     _check_args(n_clips, seed, n_jobs)
     base = Path(root).expanduser() if root is not None else data_dir() / "synth"
     fp = fingerprint(config, int(n_clips), int(seed))
     path = base / fp
-    meta = path / "meta.json"
-    if meta.is_file():
-        try:
-            if json.loads(meta.read_text()).get("fingerprint") == fp:
-                return path
-        except json.JSONDecodeError:
-            pass   # a corrupt meta.json: regenerate below (the folder is replaced atomically)
+    problem = _reuse_problem(path, fp)
+    if problem is None:
+        return path
+    if path.exists():
+        print(f"synthetic dataset {path}: {problem}; generating it again", file=sys.stderr)
     return generate(path, n_clips, seed, config, n_jobs=n_jobs, progress=progress)
+
+
+def _reuse_problem(path: Path, fp: str) -> str | None:
+    """Why the dataset at ``path`` cannot be reused for fingerprint ``fp`` (None: it can)."""
+    if not (path / "meta.json").is_file():
+        return "no meta.json"
+    meta = _read_marker(path)
+    if meta is None or meta.get("fingerprint") != fp:
+        return "meta.json is unreadable or names another dataset"
+    if not isinstance(meta.get("files"), dict):
+        return "written by an older version that recorded no file hashes"
+    changed = changed_files(path, meta["files"])
+    if changed:
+        return f"{changed[0]} differs from what the generator wrote ({len(changed)} file(s) changed)"
+    return None

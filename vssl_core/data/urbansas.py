@@ -16,9 +16,15 @@ Conventions
   :func:`scale_boxes` gives pixels of a frame of any size.
 - Times are seconds from the clip start. Images are ``uint8 (H, W, 3)`` RGB at the native size;
   audio is ``float32 (C, S)`` (see :mod:`vssl_core.data.media` for rounding and padding).
-- Clips whose media is missing or cannot be decoded raise :class:`~vssl_core.errors.DataError`
-  (``on_error="raise"``) or are listed in :attr:`UrbansasDataset.skipped` (``on_error="skip"``);
-  the check opens each video, decodes its first frame and reads each .wav header at construction.
+- Clips whose media is missing or cannot be decoded, or whose audio ends more than
+  :data:`AUDIO_SLACK_S` before the annotations do (a truncated .wav), raise
+  :class:`~vssl_core.errors.DataError` (``on_error="raise"``) or are listed in
+  :attr:`UrbansasDataset.skipped` (``on_error="skip"``); the check opens each video, decodes its
+  first frame and reads each .wav header at construction.
+- Annotation cells are validated when the CSVs are read: an empty, non-numeric or infinite cell
+  of a numeric column (:data:`VIDEO_NUMERIC`, :data:`AUDIO_NUMERIC`), or an empty clip name, is a
+  :class:`~vssl_core.errors.DataError` naming the file, the column and the row; nothing is kept as
+  NaN.
 """
 from __future__ import annotations
 
@@ -56,6 +62,12 @@ AUDIO_COLUMNS: tuple[str, ...] = (
 VIDEO_REQUIRED = ("track_id", "x", "y", "w", "h", "class_id", "visibility", "filename", "time")
 AUDIO_REQUIRED = ("filename", "class_id", "label", "non_identifiable_vehicle_sound", "start", "end")
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv")
+#: Columns that must hold a finite number in every row (checked when the CSVs are read).
+VIDEO_NUMERIC = ("frame_id", "track_id", "x", "y", "w", "h", "class_id", "visibility", "time", "night")
+AUDIO_NUMERIC = ("class_id", "non_identifiable_vehicle_sound", "start", "end")
+#: Seconds the annotations may run past the end of the audio (the real release has events
+#: ending up to 16 ms after it); a wav shorter than that is an error, not zero-padded.
+AUDIO_SLACK_S = 0.5
 
 _TAU_LONG = re.compile(r"^street_traffic-([a-z]+)-(\d+)-(\d+)$")
 _LAYOUT = ("expected the official Urbansas layout: annotations/video_annotations.csv, "
@@ -97,7 +109,44 @@ def scale_boxes(boxes: np.ndarray, frame_size: tuple[int, int],
     return b * np.array([sx, sy, sx, sy])
 
 
-def _read_csv(path: Path, required: Sequence[str], official: Sequence[str]) -> pd.DataFrame:
+def _cell_problem(raw: object) -> str:
+    if raw is None or (isinstance(raw, float) and np.isnan(raw)) or str(raw).strip() == "":
+        return "empty cell"
+    return f"{str(raw)[:40]!r} is not a finite number"
+
+
+def _check_numeric(df: pd.DataFrame, path: Path, columns: Sequence[str]) -> pd.DataFrame:
+    """``df`` with ``columns`` as numbers; a :class:`DataError` naming the file, the column and
+    the row (and file line) of the first empty, non-numeric or infinite cell."""
+    out = df.copy()
+    for col in columns:
+        if col not in out.columns:
+            continue
+        num = pd.to_numeric(out[col], errors="coerce")
+        bad = ~np.isfinite(num.to_numpy(dtype=np.float64, na_value=np.nan))
+        if bad.any():
+            rows = np.flatnonzero(bad)
+            i = int(rows[0])
+            more = f" ({len(rows)} bad cells in this column)" if len(rows) > 1 else ""
+            raise data_error(path, col, f"row {i + 1} (line {i + 2} of the file): "
+                             f"{_cell_problem(out[col].iloc[i])}{more}",
+                             f"write a finite number in every '{col}' cell; a truncated or "
+                             "hand-edited file must be restored from the release")
+        out[col] = num
+    return out
+
+
+def _check_text(df: pd.DataFrame, path: Path, columns: Sequence[str]) -> None:
+    for col in columns:
+        bad = df[col].isna() | (df[col].astype(str).str.strip() == "")
+        if bad.any():
+            i = int(np.flatnonzero(bad.to_numpy())[0])
+            raise data_error(path, col, f"row {i + 1} (line {i + 2} of the file): empty cell",
+                             f"every row needs a '{col}'; restore the file from the release")
+
+
+def _read_csv(path: Path, required: Sequence[str], official: Sequence[str],
+              numeric: Sequence[str], text: Sequence[str]) -> pd.DataFrame:
     if not path.is_file():
         raise data_error(path, None, "file not found", _LAYOUT)
     try:
@@ -108,7 +157,8 @@ def _read_csv(path: Path, required: Sequence[str], official: Sequence[str]) -> p
     if missing:
         raise data_error(path, missing[0], f"missing column(s) {missing}",
                          f"the header must hold the official columns {list(official)}")
-    df = df.copy()
+    _check_text(df, path, text)
+    df = _check_numeric(df, path, numeric)
     df["filename"] = df["filename"].astype(str).map(canonical_clip_name)
     return df
 
@@ -149,9 +199,9 @@ class UrbansasDataset:
             raise data_error(self.root, None, "dataset folder not found", _LAYOUT)
         ann = self.root / "annotations"
         self.video_annotations = _read_csv(ann / "video_annotations.csv", VIDEO_REQUIRED,
-                                           VIDEO_COLUMNS)
+                                           VIDEO_COLUMNS, VIDEO_NUMERIC, ("filename",))
         self.audio_annotations = _read_csv(ann / "audio_annotations.csv", AUDIO_REQUIRED,
-                                           AUDIO_COLUMNS)
+                                           AUDIO_COLUMNS, AUDIO_NUMERIC, ("filename", "label"))
         self.skipped: dict[str, list[str]] = {}
         self._video_info: dict[str, media.VideoInfo] = {}
         self._pair_cache: dict[str, PairSet] = {}
@@ -210,8 +260,24 @@ class UrbansasDataset:
                 self._fail(clip, "undecodable audio", data_error(
                     ap, clip, f"clip {clip}: {exc}", "replace the audio or use on_error='skip'"))
                 continue
+            claimed, lasts = self._annotated_until(clip), self._audio_info[clip].duration
+            if lasts + AUDIO_SLACK_S < claimed:
+                del self._audio_info[clip], self._video_info[clip]
+                self._fail(clip, "audio shorter than annotations", data_error(
+                    ap, clip, f"the audio lasts {lasts:.2f} s but the annotations of clip {clip} "
+                    f"run to {claimed:.2f} s (a truncated file?)",
+                    "restore the full .wav, or use on_error='skip' to leave the clip out"))
+                continue
             ok.append(clip)
         return ok
+
+    def _annotated_until(self, clip: str) -> float:
+        """The latest time (s) the annotations of ``clip`` refer to: box times and event ends
+        (the row of -1s of a clip without events counts as 0)."""
+        v, a = self.video_annotations, self.audio_annotations
+        times = v.loc[v["filename"] == clip, "time"].to_numpy(float)
+        ends = a.loc[a["filename"] == clip, "end"].to_numpy(float)
+        return float(max(times.max(initial=0.0), ends.max(initial=0.0)))
 
     def _known(self, clip: str) -> str:
         c = canonical_clip_name(clip)

@@ -73,8 +73,8 @@ from vssl_core.errors import data_error
 __all__ = [
     "GRID", "MEDIAN_INDEX", "AUC_THRESHOLDS", "TEXT_READING_CUTOFF",
     "resize_to_grid", "gt_map_urbansas", "gt_map_vggss", "gt_map_flickr", "postprocess",
-    "binarize", "ciou", "pixel_threshold", "score_cious", "validate", "success_fractions",
-    "threshold_levels", "fractions_from_levels", "ciou_at", "auc", "evaluate",
+    "binarize", "ciou", "pixel_threshold", "score_cious", "validate", "validate_maps", "check_at",
+    "success_fractions", "threshold_levels", "fractions_from_levels", "ciou_at", "auc", "evaluate",
     "EvalResult", "summary_row", "CIoUAt", "AUC", "bootstrap_ci", "paired_bootstrap", "BootstrapCI",
     "PairedBootstrap",
 ]
@@ -448,7 +448,8 @@ def validate(maps: np.ndarray, gts: np.ndarray, *, maps_file: Any = None,
     ------
     DataError
         Wrong number of dimensions, maps not on the grid, GT not 224 x 224, different ``N``,
-        NaN/inf heatmap values, ground-truth values outside [0, 1] or not finite.
+        NaN/inf heatmap values, a heatmap whose range ``max - min`` overflows its float dtype,
+        ground-truth values outside [0, 1] or not finite.
     """
     m, g = _validate_shapes(maps, gts, maps_file, gts_file)
     for start in range(0, len(m), _SCAN):
@@ -484,14 +485,51 @@ def _validate_shapes(maps: np.ndarray, gts: np.ndarray, maps_file: Any,
     return m, g
 
 
+def _check_map_values(m: np.ndarray, start: int, maps_file: Any) -> None:
+    """Heatmap values of one block ``(k, H, W)``: finite, and ``max - min`` of each map finite in
+    the dtype the maps are scored in (else min-max normalisation divides by inf and a perfect
+    map scores 0)."""
+    if m.dtype == np.bool_:
+        return
+    # min/max propagate NaN and show inf: finite extremes <=> all values finite (no mask).
+    lo = m.min(axis=(1, 2))
+    hi = m.max(axis=(1, 2))
+    if not (np.isfinite(lo).all() and np.isfinite(hi).all()):
+        rows = start + np.flatnonzero(~(np.isfinite(lo) & np.isfinite(hi)))
+        raise data_error(maps_file, "maps", f"NaN or inf values in samples {rows[:10].tolist()}",
+                         "replace non-finite heatmap values before scoring")
+    dtype = _float_dtype(m)
+    with np.errstate(over="ignore", invalid="ignore"):
+        span = hi.astype(dtype) - lo.astype(dtype)
+    if not np.isfinite(span).all():
+        rows = start + np.flatnonzero(~np.isfinite(span))
+        raise data_error(maps_file, "maps", f"the value range max - min of samples "
+                         f"{rows[:10].tolist()} overflows {dtype} (values from {lo.min():.3g} to "
+                         f"{hi.max():.3g})", "rescale the maps (e.g. divide each by its largest "
+                         "absolute value) or save them as float64")
+
+
+def validate_maps(maps: np.ndarray, *, maps_file: Any = None) -> np.ndarray:
+    """Check heatmaps of any size ``(N, H, W)`` or ``(H, W)`` before resizing or scoring.
+
+    Raises
+    ------
+    DataError
+        Not 2-D/3-D, not numeric, empty, NaN/inf values, or a value range ``max - min`` that
+        overflows the maps' float dtype.
+    """
+    arr = _as_batch(maps, "maps")
+    if arr.size == 0:
+        raise data_error(maps_file, "maps", f"empty maps of shape {arr.shape}", "pass non-empty maps")
+    for start in range(0, len(arr), _SCAN):
+        _check_map_values(arr[start:start + _SCAN], start, maps_file)
+    return arr
+
+
 def _validate_values(m: np.ndarray, g: np.ndarray, start: int, maps_file: Any,
                      gts_file: Any) -> None:
     """Value checks of one block of samples (``start`` = index of its first sample)."""
-    # min/max propagate NaN and show inf: finite extremes <=> all values finite (no mask).
-    if not (np.isfinite(m.min()) and np.isfinite(m.max())):
-        rows = start + np.flatnonzero(~np.isfinite(m).all(axis=(1, 2)))
-        raise data_error(maps_file, "maps", f"NaN or inf values in samples {rows[:10].tolist()}",
-                         "replace non-finite heatmap values before scoring")
+    _check_map_values(m, start, maps_file)
     g_min, g_max = float(g.min()), float(g.max())
     if not (0.0 <= g_min and g_max <= 1.0):  # also catches NaN (comparisons are False)
         bad = ~((g >= 0) & (g <= 1)).all(axis=(1, 2))
@@ -836,8 +874,20 @@ def evaluate(maps: np.ndarray, gts: np.ndarray, postprocess: Postprocess = "clea
                        reading=reading, level=level, postprocess=postprocess)
 
 
+def check_at(at: float, field: str = "at") -> float:
+    """``at`` as a float, or a :class:`DataError` unless it is a finite number in [0, 1]."""
+    try:
+        v = float(at)
+    except (TypeError, ValueError):
+        raise data_error(None, field, f"{at!r} is not a number", "give a cut-off in [0, 1]") from None
+    if not 0.0 <= v <= 1.0:  # also refuses NaN
+        raise data_error(None, field, f"{at!r} is outside [0, 1]", "give a cut-off in [0, 1], e.g. 0.3")
+    return v
+
+
 def _threshold_and_cutoff(at: float, reading: str) -> tuple[float, float]:
-    return (0.5, float(at)) if reading == "code" else (float(at), TEXT_READING_CUTOFF)
+    at = check_at(at)
+    return (0.5, at) if reading == "code" else (at, TEXT_READING_CUTOFF)
 
 
 def pixel_threshold(at: float, reading: Reading = "code") -> float:

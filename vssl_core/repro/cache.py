@@ -5,6 +5,14 @@ the complete one, never half of one), and reused whenever the same key is asked 
 key is plain data (dicts, lists, numbers, strings, dataclasses, paths, numpy scalars/arrays);
 its fingerprint is the first 16 hex digits of the SHA-256 of its canonical JSON (sorted keys,
 no whitespace). Each folder holds ``meta.json`` with the key, so a cache can be inspected by hand.
+
+Entries are verified, not trusted: ``meta.json`` also records the size and SHA-256 of every file
+the build wrote (``files``). Before an entry is reused, every recorded file must still be there
+with that size and hash (hashed once per process and file version); an entry that fails (a
+truncated or corrupted file, a file removed, a ``meta.json`` that does not parse, an entry written
+before hashes were recorded) is rebuilt, with one line on stderr naming the file. Files added to
+an entry later (e.g. the memory-mapped column copies of :mod:`vssl_core.data.columns`, which
+verify themselves) are not part of the record.
 """
 from __future__ import annotations
 
@@ -13,6 +21,7 @@ import enum
 import hashlib
 import json
 import math
+import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -85,6 +94,68 @@ def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+#: SHA-256 of files already hashed in this process, by (path, device, inode, size, mtime, ctime):
+#: a file that is rewritten or touched (``ctime`` changes even when ``mtime`` is reset) is
+#: hashed again.
+_HASHED: dict[tuple, str] = {}
+
+
+def _stat_key(path: Path) -> tuple:
+    st = path.stat()
+    return (str(path), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def verified_sha256(path: str | Path) -> str:
+    """:func:`file_sha256`, remembered for this process while the file's stat is unchanged."""
+    path = Path(path)
+    key = _stat_key(path)
+    if key not in _HASHED:
+        _HASHED[key] = file_sha256(path)
+    return _HASHED[key]
+
+
+def record_files(folder: str | Path, exclude: tuple[str, ...] = (META,)) -> dict[str, dict[str, Any]]:
+    """``{relative path: {"size": bytes, "sha256": hex}}`` of every file under ``folder``
+    (sorted; ``exclude`` names top-level files left out)."""
+    folder = Path(folder)
+    out = {}
+    for p in sorted(folder.rglob("*")):
+        rel = p.relative_to(folder).as_posix()
+        if p.is_file() and not p.is_symlink() and rel not in exclude:
+            out[rel] = {"size": p.stat().st_size, "sha256": verified_sha256(p)}
+    return out
+
+
+def changed_files(folder: str | Path, record: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """Recorded files (:func:`record_files`) that are missing or differ in size or SHA-256."""
+    folder = Path(folder)
+    bad = []
+    for rel, want in sorted(record.items()):
+        p = folder / rel
+        try:
+            if not p.is_file() or p.stat().st_size != want.get("size") \
+                    or verified_sha256(p) != want.get("sha256"):
+                bad.append(rel)
+        except OSError:
+            bad.append(rel)
+    return bad
+
+
+def _reuse_problem(path: Path) -> str | None:
+    """Why the entry at ``path`` cannot be reused (None: every recorded file is intact)."""
+    try:
+        meta = json.loads((path / META).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return f"{META} is unreadable ({exc.__class__.__name__})"
+    files = meta.get("files") if isinstance(meta, dict) else None
+    if not isinstance(files, dict):
+        return f"{META} records no file hashes (written by an older version)"
+    changed = changed_files(path, files)
+    if changed:
+        return f"{changed[0]} differs from what was written ({len(changed)} file(s) changed)"
+    return None
+
+
 def cache_path(name: str, key: Any, root: str | Path | None = None) -> Path:
     """The folder :func:`cached` uses for ``(name, key)`` (it may not exist)."""
     base = Path(root) if root is not None else cache_dir()
@@ -110,17 +181,23 @@ def cached(name: str, key: Any, build: Callable[[Path], None],
     Returns
     -------
     Path
-        ``<root>/<name>-<fingerprint(key)>``, containing ``meta.json`` (name, fingerprint, key).
+        ``<root>/<name>-<fingerprint(key)>``, containing ``meta.json`` (name, fingerprint, key,
+        and the size and SHA-256 of every file the build wrote). An existing entry is reused only
+        when those files are intact; otherwise it is rebuilt (module docstring).
     """
     if not name or "/" in name:
         raise ValueError(f"cache name must be a non-empty folder name, got {name!r}")
     path = cache_path(name, key, root)
-    if (path / META).is_file():
-        return path
+    if path.exists():
+        problem = _reuse_problem(path)
+        if problem is None:
+            return path
+        print(f"cache {path}: {problem}; rebuilding it", file=sys.stderr)
     meta = {"name": name, "fingerprint": fingerprint(key), "key": to_plain(key)}
     try:
         with atomic_dir(path) as tmp:
             build(tmp)
+            meta["files"] = record_files(tmp)
             write_text(tmp / META, json.dumps(meta, sort_keys=True, indent=1) + "\n")
     finally:
         release_unused()  # the build's temporaries (frames, flow, Arrow buffers) back to the OS

@@ -10,12 +10,16 @@ optional ``[all]`` table applied to every notebook that declares those names::
     n_boot = 200
 
 Every name must be declared in the notebook's ``parameters`` cell: a mistyped or unknown
-name is an error (papermill itself would only warn and inject it anyway).
+name is an error (papermill itself would only warn and inject it anyway). The names the runner
+sets itself (:data:`RUNNER_PARAMETERS`: ``profile``, ``output_dir``) are refused in a profile
+and in ``--param``, so the manifest never records a value that was not used. Profile names are
+``[A-Za-z0-9_-]+`` (:data:`PROFILE_NAME`): a profile is always a file of ``notebooks/profiles/``.
 """
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -27,8 +31,21 @@ from vssl_core.errors import data_error
 RUNNER_PARAMETERS = ("profile", "output_dir")
 
 
+#: What a profile name may look like (no path separators, no dots).
+PROFILE_NAME = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def check_profile_name(profile: object) -> str:
+    """``profile`` when it matches :data:`PROFILE_NAME`, else a :class:`DataError`."""
+    if not isinstance(profile, str) or not PROFILE_NAME.fullmatch(profile):
+        raise data_error(None, "profile", f"{profile!r} is not a profile name",
+                         "use letters, digits, '_' and '-' only, e.g. quick or paper; profiles "
+                         "are files notebooks/profiles/<name>.toml")
+    return profile
+
+
 def profile_path(notebooks_dir: Path, profile: str) -> Path:
-    return Path(notebooks_dir) / "profiles" / f"{profile}.toml"
+    return Path(notebooks_dir) / "profiles" / f"{check_profile_name(profile)}.toml"
 
 
 def available_profiles(notebooks_dir: Path) -> list[str]:
@@ -50,7 +67,17 @@ def load_profile(notebooks_dir: Path, profile: str) -> dict[str, dict[str, Any]]
         if not isinstance(values, dict):
             raise data_error(path, table, "top-level keys must be tables like [01_dataset_bias]",
                              "put parameters under a notebook's table or [all]")
+        _refuse_runner_parameters(f"{path}[{table}]", values)
     return data
+
+
+def _refuse_runner_parameters(origin: str, values: Mapping[str, Any]) -> None:
+    for name in RUNNER_PARAMETERS:
+        if name in values:
+            fix = ("choose the profile with --profile" if name == "profile" else
+                   "outputs always go to figures/<notebook>/ through a staging folder; remove it")
+            raise data_error(origin, name, "is set by the regeneration runner, not by a profile "
+                             "or --param", fix)
 
 
 def declared_parameters(notebook: Path) -> dict[str, Any]:
@@ -81,6 +108,7 @@ def resolve_parameters(notebook: Path, profile_data: dict[str, dict[str, Any]], 
     params: dict[str, Any] = {k: v for k, v in profile_data.get("all", {}).items() if k in declared}
     for origin, values in ((f"{source}[{notebook.stem}]", profile_data.get(notebook.stem, {})),
                            ("--param", overrides or {})):
+        _refuse_runner_parameters(origin, values)
         for name, value in values.items():
             if name not in declared:
                 hint = difflib.get_close_matches(name, list(declared), n=3)
