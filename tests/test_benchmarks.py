@@ -210,7 +210,7 @@ def test_cli_bad_input_is_one_line_and_exit_2(vggss, tmp_path, capsys, args, mes
     base = [] if "--vggss" in args else ["--vggss", str(vggss)]
     rc = cli.main(base + args + ["--out", str(tmp_path / "o"), "--n-boot", "0"])
     err = capsys.readouterr().err
-    assert rc == 2 and len(err.strip().splitlines()) == 1 and err.startswith("error: ")
+    assert rc == 2 and len(err.strip().splitlines()) == 1 and err.startswith("benchmark: error: ")
     import re
     assert re.search(message, err), err
 

@@ -24,10 +24,14 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
+from vssl_core.cli import benchmark as benchmark_cli
+from vssl_core.cli import compare as compare_cli
 from vssl_core.cli import evaluate as evaluate_cli
 from vssl_core.cli import pairs as pairs_cli
 from vssl_core.cli import regenerate as regenerate_cli
+from vssl_core.cli import scale as scale_cli
 from vssl_core.cli import synth as synth_cli
+from vssl_core.cli import train as train_cli
 from vssl_core.data import columns, synth
 from vssl_core.data.synth import SceneConfig, ensure_synthetic, generate
 from vssl_core.data.urbansas import UrbansasDataset
@@ -352,6 +356,21 @@ def test_synth_argument_errors_are_one_message(tmp_path, capsys, args, words):
     assert rc == 2 and out == "" and words in err
     _no_traceback(err)
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("command, main, args, words", [
+    ("train", train_cli.main, ["--profile", "a b"], "--profile"),
+    ("train", train_cli.main, ["--list", "--param", "epochs"], "epochs"),
+    ("compare", compare_cli.main, ["{tmp}/missing", "{tmp}"], "missing"),
+    ("benchmark", benchmark_cli.main, [], "--vggss"),
+    ("scale", scale_cli.main, ["--data", "{tmp}/missing", "--out", "{tmp}/o"], "missing"),
+])
+def test_every_command_shares_the_error_contract(tmp_path, capsys, command, main, args, words):
+    """train, compare, benchmark and scale: one line naming the command, status 2, no traceback."""
+    rc, out, err = _cli(main, [a.format(tmp=tmp_path) for a in args], capsys)
+    assert rc == 2 and err.startswith(f"{command}: error: ") and words in err, err
+    assert len(err.strip().splitlines()) == 1
+    _no_traceback(err)
 
 
 def test_generate_refuses_a_config_with_nan(tmp_path):

@@ -18,9 +18,11 @@ import argparse
 import sys
 from pathlib import Path
 
+from vssl_core.cli import ArgumentParser, add_debug_flag, run_cli
+
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         prog="python -m vssl_core benchmark",
         description="Evaluate methods on the VGG-SS and Flickr-SoundNet test media under each paper's protocol.")
     p.add_argument("--vggss", type=Path, help="VGG-SS media folder: frames/ + audio/, or videos/ + audio/")
@@ -44,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=None, help="score only the first N samples per benchmark")
     p.add_argument("--chunk", type=int, default=16, help="samples decoded at a time")
     p.add_argument("--progress", action="store_true", help="show a progress bar")
-    return p
+    return add_debug_flag(p)
 
 
 def _weights(items: list[str]) -> dict[str, Path]:
@@ -93,51 +95,47 @@ def _plan(bench, methods: list[str] | None, weights: dict[str, Path]) -> tuple[l
     return run, notes
 
 
-def main(argv: list[str] | None = None) -> int:
+def _main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
-    from vssl_core.errors import DataError, data_error
+    from vssl_core.errors import data_error
 
-    try:
-        if args.vggss is None and args.flickr is None:
-            raise data_error(None, "--vggss/--flickr", "no benchmark given", "pass --vggss FOLDER and/or --flickr FOLDER")
-        import pandas as pd
+    if args.vggss is None and args.flickr is None:
+        raise data_error(None, "--vggss/--flickr", "no benchmark given", "pass --vggss FOLDER and/or --flickr FOLDER")
+    import pandas as pd
 
-        from vssl_core.data.benchmarks import open_benchmark
-        from vssl_core.repro.outputs import to_markdown
-        from vssl_core.studies import how_to_listen_benchmarks as hb
+    from vssl_core.data.benchmarks import open_benchmark
+    from vssl_core.repro.outputs import to_markdown
+    from vssl_core.studies import how_to_listen_benchmarks as hb
 
-        weights = _weights(args.weights)
-        unknown = set(weights) - set(hb.WEIGHT_FILES)
-        if unknown:
-            raise data_error(None, "--weights", f"unknown method {sorted(unknown)[0]!r}",
-                             f"name one of {', '.join(hb.WEIGHT_FILES)}")
-        methods = None if args.methods is None else [m.strip() for m in args.methods.split(",") if m.strip()]
-        benches = []
-        if args.flickr is not None:
-            benches.append(open_benchmark("flickr", args.flickr, annotations=args.flickr_xml, ids=args.flickr_ids))
-        if args.vggss is not None:
-            benches.append(open_benchmark("vggss", args.vggss, annotations=args.vggss_json, ids=args.vggss_ids,
-                                          layout=args.layout, full_video=args.full_video))
-        tables, lines = [], []
-        for bench in benches:
-            run, notes = _plan(bench, methods, weights)
-            lines.extend(notes)
-            file_sr = bench.audio_rate()
-            runners = {k: hb.load_runner(k, bench.name, weights.get(hb.METHODS[k].weights or ""), file_sr=file_sr)
-                       for k in run}
-            ev = hb.evaluate(bench, runners, at=args.at, n_boot=args.n_boot, seed=args.seed, chunk=args.chunk,
-                             limit=args.limit, progress=args.progress)
-            hb.save_evaluation(ev, args.out)
-            tables.append(hb.evaluation_table(ev))
-            s = bench.summary()
-            lines.append(f"{s['benchmark']}: {len(ev.ids)} of {s['test_ids']} test ids scored; not scored: "
-                         f"{ev.unscored_counts() or 'none'} (per id: {args.out / (bench.name + '_problems.csv')})")
-            lines.extend(f"{s['benchmark']}: {n}" for n in ev.notes)
-            lines.extend(f"{s['benchmark']}: {hb.METHODS[k].label} weights: {r.report}" for k, r in runners.items()
-                         if r.report)
-    except DataError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    weights = _weights(args.weights)
+    unknown = set(weights) - set(hb.WEIGHT_FILES)
+    if unknown:
+        raise data_error(None, "--weights", f"unknown method {sorted(unknown)[0]!r}",
+                         f"name one of {', '.join(hb.WEIGHT_FILES)}")
+    methods = None if args.methods is None else [m.strip() for m in args.methods.split(",") if m.strip()]
+    benches = []
+    if args.flickr is not None:
+        benches.append(open_benchmark("flickr", args.flickr, annotations=args.flickr_xml, ids=args.flickr_ids))
+    if args.vggss is not None:
+        benches.append(open_benchmark("vggss", args.vggss, annotations=args.vggss_json, ids=args.vggss_ids,
+                                      layout=args.layout, full_video=args.full_video))
+    tables, lines = [], []
+    for bench in benches:
+        run, notes = _plan(bench, methods, weights)
+        lines.extend(notes)
+        file_sr = bench.audio_rate()
+        runners = {k: hb.load_runner(k, bench.name, weights.get(hb.METHODS[k].weights or ""), file_sr=file_sr)
+                   for k in run}
+        ev = hb.evaluate(bench, runners, at=args.at, n_boot=args.n_boot, seed=args.seed, chunk=args.chunk,
+                         limit=args.limit, progress=args.progress)
+        hb.save_evaluation(ev, args.out)
+        tables.append(hb.evaluation_table(ev))
+        s = bench.summary()
+        lines.append(f"{s['benchmark']}: {len(ev.ids)} of {s['test_ids']} test ids scored; not scored: "
+                     f"{ev.unscored_counts() or 'none'} (per id: {args.out / (bench.name + '_problems.csv')})")
+        lines.extend(f"{s['benchmark']}: {n}" for n in ev.notes)
+        lines.extend(f"{s['benchmark']}: {hb.METHODS[k].label} weights: {r.report}" for k, r in runners.items()
+                     if r.report)
     table = pd.concat(tables, ignore_index=True)
     shown = table[["dataset", "method", "n", "cIoU", "cIoU_lo", "cIoU_hi", "AUC", "AUC_lo", "AUC_hi",
                    "paper_cIoU", "paper_AUC", "protocol"]]
@@ -145,6 +143,11 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print("\n".join(lines))
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the ``benchmark`` command under the shared error contract (:func:`vssl_core.cli.run_cli`)."""
+    return run_cli("benchmark", _main, argv)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -6,23 +6,24 @@ difference, inside or not) and a summary; ``--csv FILE`` also writes the compari
 """
 from __future__ import annotations
 
-import argparse
-import sys
 from pathlib import Path
 
+from vssl_core.cli import ArgumentParser, add_debug_flag, run_cli
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m vssl_core compare", description=__doc__.splitlines()[0])
+
+def _main(argv: list[str]) -> int:
+    p = ArgumentParser(prog="python -m vssl_core compare", description=__doc__.splitlines()[0])
     p.add_argument("old", type=Path, help="the committed figures (e.g. figures/)")
     p.add_argument("new", type=Path, help="a new regeneration's figures")
     p.add_argument("--csv", type=Path, default=None, help="also write the comparison here")
-    args = p.parse_args(argv)
+    args = add_debug_flag(p).parse_args(argv)
+    from vssl_core.errors import DataError
     from vssl_core.repro.compare import compare_folders, summary
 
     for folder in (args.old, args.new):
         if not folder.is_dir():
-            print(f"compare: {folder}: no such folder. Fix: give two figure folders", file=sys.stderr)
-            return 2
+            raise DataError(f"{folder}: no such folder. Fix: give two figure folders (e.g. figures/ and a "
+                            "regeneration's --figures-dir)")
     table = compare_folders(args.old, args.new)
     if not table.empty:
         with __import__("pandas").option_context("display.max_rows", None, "display.width", 200):
@@ -33,3 +34,8 @@ def main(argv: list[str] | None = None) -> int:
 
         write_text(args.csv, table.to_csv(index=False))
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the ``compare`` command under the shared error contract (:func:`vssl_core.cli.run_cli`)."""
+    return run_cli("compare", _main, argv)

@@ -1,4 +1,5 @@
-"""``python -m vssl_core regenerate [--profile NAME] [--only NAME ...] [--param K=V ...] [--prune]``.
+"""``python -m vssl_core regenerate [--profile NAME] [--only NAME ...] [--param K=V ...] [--prune]
+[--figures-dir DIR]``.
 
 Errors follow :func:`vssl_core.cli.run_cli`: a bad profile name, notebook or parameter, or a
 second regeneration of the same checkout, is one message and exit status 2 before anything
@@ -11,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 from vssl_core.cli import ArgumentParser, add_debug_flag, run_cli
@@ -42,6 +44,9 @@ def _parser() -> argparse.ArgumentParser:
                         help="remove files an earlier run of a selected notebook wrote and this "
                              "run did not (default: keep them, e.g. outputs that need real data "
                              "this checkout lacks)")
+    parser.add_argument("--figures-dir", type=Path, default=None, metavar="DIR",
+                        help="write the figures and MANIFEST.json here instead of figures/ "
+                             "(e.g. a retrain to compare against the committed figures)")
     parser.add_argument("--wait", action="store_true",
                         help="wait for another regeneration of this checkout instead of refusing")
     parser.add_argument("--no-progress", action="store_true",
@@ -55,7 +60,8 @@ def _main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
     try:
         summary = regenerate(profile=args.profile, only=args.only, overrides=dict(args.param),
-                             progress=not args.no_progress, prune=args.prune, wait=args.wait)
+                             progress=not args.no_progress, prune=args.prune, wait=args.wait,
+                             figures_dir=args.figures_dir)
     except NotebookFailed as exc:
         print(f"regenerate: {exc}", file=sys.stderr)
         return 1

@@ -14,14 +14,14 @@ from __future__ import annotations
 
 import argparse
 import re
-import sys
 import time
 
+from vssl_core.cli import ArgumentParser, add_debug_flag, run_cli
 from vssl_core.errors import DataError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m vssl_core train", description=__doc__.splitlines()[0])
+    p = ArgumentParser(prog="python -m vssl_core train", description=__doc__.splitlines()[0])
     p.add_argument("--profile", default="quick", help="profile name in notebooks/profiles/ (default quick)")
     p.add_argument("--only", nargs="+", default=None, metavar="NAME",
                    help="train only these models (and what they start from); names or prefixes, see --list")
@@ -31,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="ignore the shipped weights (the local cache is still used)")
     p.add_argument("-p", "--param", action="append", default=[], metavar="K=V",
                    help="override a Setup field of every study, e.g. -p epochs=2 (repeatable)")
-    return p
+    return add_debug_flag(p)
 
 
 def _parse_params(items: list[str]) -> dict:
@@ -68,7 +68,7 @@ def _summary_row(name: str, meta: dict) -> str:
             f"audio sens. {fmt('val_audio_sensitivity')}")
 
 
-def main(argv: list[str] | None = None) -> int:
+def _main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     from vssl_core.cli.catalogue import all_specs
     from vssl_core.training import distributed
@@ -77,32 +77,32 @@ def main(argv: list[str] | None = None) -> int:
 
     main_rank = distributed.is_main()  # joins the process group when launched by torchrun
     say = print if main_rank else (lambda *a, **k: None)
-    try:
-        if not re.fullmatch(r"[A-Za-z0-9_-]+", args.profile):
-            raise DataError(f"--profile {args.profile!r}: not a profile name. Fix: use letters, digits, _ or -")
-        overrides = _parse_params(args.param)
-        folder = weights_dir(args.profile)
-        models = Models(None if args.retrain else folder, allow_train=not args.list, say=say if main_rank else None)
-        specs = all_specs(args.profile, models, overrides)
-        names = _selected(list(specs), args.only)
-        if args.list:
-            shipped = read_manifest(folder)["models"]
-            for name in names:
-                spec = specs[name]
-                where = ("shipped" if shipped.get(name, {}).get("key") == spec.key
-                         else "cached" if cached(spec) else "to train")
-                say(f"{name:<14} key {spec.key}  {where:<9} ~{spec.minutes:.0f} min on a 2-core CPU")
-            return 0
-        t0 = time.perf_counter()
+    if not re.fullmatch(r"[A-Za-z0-9_-]+", args.profile):
+        raise DataError(f"--profile {args.profile!r}: not a profile name. Fix: use letters, digits, _ or -")
+    overrides = _parse_params(args.param)
+    folder = weights_dir(args.profile)
+    models = Models(None if args.retrain else folder, allow_train=not args.list, say=say if main_rank else None)
+    specs = all_specs(args.profile, models, overrides)
+    names = _selected(list(specs), args.only)
+    if args.list:
+        shipped = read_manifest(folder)["models"]
         for name in names:
-            models.get(specs[name])
-        say(f"\n{len(names)} models in {(time.perf_counter() - t0) / 60:.1f} min:")
-        for name in names:
-            say(" ", _summary_row(name, models.meta[name]))
-        if not args.no_export and main_rank:
-            done = [specs[n] for n in specs if n in models.meta]  # everything obtained, dependencies too
-            print(f"wrote {export(folder, done, models)}")
-    except DataError as exc:
-        print(f"train: {exc}", file=sys.stderr)
-        return 2
+            spec = specs[name]
+            where = ("shipped" if shipped.get(name, {}).get("key") == spec.key
+                     else "cached" if cached(spec) else "to train")
+            say(f"{name:<14} key {spec.key}  {where:<9} ~{spec.minutes:.0f} min on a 2-core CPU")
+        return 0
+    t0 = time.perf_counter()
+    for name in names:
+        models.get(specs[name])
+    say(f"\n{len(names)} models in {(time.perf_counter() - t0) / 60:.1f} min:")
+    for name in names:
+        say(" ", _summary_row(name, models.meta[name]))
+    if not args.no_export and main_rank:
+        done = [specs[n] for n in specs if n in models.meta]  # everything obtained, dependencies too
+        print(f"wrote {export(folder, done, models)}")
     return 0
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the ``train`` command under the shared error contract (:func:`vssl_core.cli.run_cli`)."""
+    return run_cli("train", _main, argv)

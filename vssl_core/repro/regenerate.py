@@ -333,6 +333,7 @@ def regenerate(profile: str = "quick", only: list[str] | None = None,
                         f"Fix: rename them to a notebook's file stem")
     # Validate every notebook's parameters before running anything.
     plans = [(b, resolve_parameters(b, profile_data, profile, source, overrides)) for b in books]
+    figures.mkdir(parents=True, exist_ok=True)
     with promote.checkout_lock(figures, wait=wait):
         summary = RunSummary(profile=profile, run_id=_run_id(), recovered=promote.recover(figures))
         staging = Path(tempfile.mkdtemp(prefix=f".staging-{os.getpid()}-", dir=figures))
