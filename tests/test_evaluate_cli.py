@@ -79,6 +79,33 @@ def test_other_map_sizes_are_resized(tmp_path, capsys):
     assert res["cIoU"] == want.ciou and res["AUC"] == want.auc
 
 
+@pytest.mark.parametrize("size", [G, 28])
+def test_inputs_are_read_a_block_of_rows_at_a_time(tmp_path, capsys, monkeypatch, size):
+    """The command never holds a whole input: every read of the files is a block of at most 64
+    rows, and the scores equal those of the arrays held in memory (resized per block when the
+    maps are off the grid)."""
+    from vssl_core.data.streaming import NpyRows
+
+    rng = np.random.default_rng(1)
+    maps = rng.random((150, size, size)).astype(np.float32)
+    gts = np.zeros((150, G, G), dtype=np.float32)
+    for i in range(150):
+        y, x = rng.integers(0, 150, 2)
+        gts[i, y:y + 60, x:x + 70] = 1
+    mp, gp = _save(tmp_path, maps, gts)
+    reads = []
+    original = NpyRows.read
+    monkeypatch.setattr(NpyRows, "read", lambda self, idx: reads.append(len(idx)) or original(self, idx))
+    monkeypatch.setattr(np, "load", lambda *a, **k: pytest.fail("np.load of a whole input")
+                        if k.get("mmap_mode") is None else np.lib.format.open_memmap(a[0], mode="r"))
+    assert cli.main(["--maps", str(mp), "--gt", str(gp), "--n-boot", "50"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    want = metrics.evaluate(metrics.resize_to_grid(maps), gts, n_boot=50)
+    assert res["cIoU"] == want.ciou and res["AUC"] == want.auc and res["cIoU_ci"] == want.to_dict()["cIoU_ci"]
+    # each row of maps and GT read once while scored; off-grid maps are also checked raw first
+    assert reads and max(reads) <= 64 and sum(reads) == (2 if size == G else 3) * 150
+
+
 @pytest.mark.parametrize("case, expected", [
     ("missing", "missing.npy"),
     ("gt_shape", "gt.npy: field 'gts'"),

@@ -549,3 +549,27 @@ def test_gt_urbansas_messages_name_the_field_and_the_fix():
         M.gt_map_urbansas(np.zeros((1, 4)), frame_size=(1280, 0))
     with pytest.raises(DataError, match="field 'boxes_xywh'"):
         M.gt_map_urbansas(np.zeros((1, 3)))
+
+
+def test_row_array_likes_score_as_the_arrays_they_hold(tmp_path):
+    """ciou / validate / evaluate accept a file read a block at a time (NpyRows) and a lazily
+    resized view (GridRows): the same per-sample values as the in-memory arrays, and errors
+    still name the sample."""
+    from vssl_core.data.streaming import NpyRows
+    from vssl_core.eval.maps import GridRows
+
+    rng = np.random.default_rng(7)
+    small = rng.random((70, 20, 30)).astype(np.float32)
+    gts = (rng.random((70, M.GRID, M.GRID)) > 0.7).astype(np.float32)
+    np.save(tmp_path / "m.npy", small)
+    np.save(tmp_path / "g.npy", gts)
+    lazy = GridRows(NpyRows(tmp_path / "m.npy"))
+    assert lazy.shape == (70, M.GRID, M.GRID) and lazy.dtype == np.float32
+    np.testing.assert_array_equal(lazy[3:9], M.resize_to_grid(small[3:9]))
+    for post in ("clean", "median"):
+        np.testing.assert_array_equal(M.ciou(lazy, NpyRows(tmp_path / "g.npy"), post),
+                                      M.ciou(M.resize_to_grid(small), gts, post))
+    small[66, 4, 5] = np.nan
+    np.save(tmp_path / "bad.npy", small)
+    with pytest.raises(DataError, match=r"samples \[66\]"):
+        M.validate_maps(NpyRows(tmp_path / "bad.npy"), maps_file="bad.npy")

@@ -12,7 +12,10 @@ whose range overflows the dtype) or a bad argument (``--at`` outside [0, 1], a n
 resample count, a ``--per-sample`` path that is an input or cannot be written) prints one line
 naming the file or option to stderr and exits with code 2 (:func:`vssl_core.cli.run_cli`).
 Arguments and paths are checked before scoring; the result is printed before the optional
-per-sample file is written, so a failing write never loses it.
+per-sample file is written, so a failing write never loses it. The arrays are read a block of
+rows at a time (:class:`vssl_core.data.streaming.NpyRows`; heatmaps of another size are resized
+per block): 20,000 maps need a few hundred MB, not the 8 GB of both arrays
+(``benchmarks/bench_evaluate_memory.py``).
 """
 from __future__ import annotations
 
@@ -55,11 +58,15 @@ def build_parser() -> argparse.ArgumentParser:
     return add_debug_flag(p)
 
 
-def _load(path: Path, field: str) -> np.ndarray:
+def _load(path: Path, field: str):
+    """The array in ``path``: a 3-D C-ordered array as an :class:`NpyRows` (read a block of rows
+    at a time while it is checked and scored, never held whole), anything smaller in memory."""
+    from vssl_core.data.streaming import NpyRows
+
     if not path.is_file():
         raise data_error(path, field, "file not found", "pass an existing .npy file")
     try:
-        arr = np.load(path, allow_pickle=False)
+        arr = np.load(path, mmap_mode="r", allow_pickle=False)  # reads the header only
     except (ValueError, OSError, EOFError) as exc:
         raise data_error(path, field, f"cannot read as a .npy array ({exc})",
                          "save the array with numpy.save") from exc
@@ -68,7 +75,9 @@ def _load(path: Path, field: str) -> np.ndarray:
                          "save one array with numpy.save")
     if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_):
         raise data_error(path, field, f"dtype {arr.dtype} is not numeric", "save float maps")
-    return arr
+    if arr.ndim == 3 and arr.flags.c_contiguous and arr.size:
+        return NpyRows(path)
+    return np.array(arr)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -84,6 +93,7 @@ def _per_sample_csv(cious: np.ndarray) -> str:
 def _main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     from vssl_core.eval import metrics
+    from vssl_core.eval.maps import GridRows
 
     if args.per_sample is not None:
         check_output_path(args.per_sample, [args.maps, args.gt], "--per-sample")
@@ -94,11 +104,11 @@ def _main(argv: list[str]) -> int:
                          "stack one 2-D heatmap per sample")
     if maps.ndim == 3 and maps.shape[1:] != (metrics.GRID, metrics.GRID):
         metrics.validate_maps(maps, maps_file=args.maps)
-        maps = metrics.resize_to_grid(maps)
-    metrics.validate(maps, gts, maps_file=args.maps, gts_file=args.gt)
+        maps = GridRows(maps)  # resized a block at a time while it is scored
+    # checked block by block while scored (one pass over the files); nothing is printed before
     result = metrics.evaluate(maps, gts, postprocess=args.postprocess, at=args.at,
                               n_boot=args.n_boot, seed=args.seed, empty=args.empty,
-                              reading=args.reading)
+                              reading=args.reading, maps_file=args.maps, gts_file=args.gt)
     out = result.to_dict()
     out.update(maps=str(args.maps), gt=str(args.gt))
     if args.per_sample is not None:

@@ -34,7 +34,7 @@ import numpy as np
 
 from vssl_core.eval.metrics import GRID, postprocess, resize_to_grid
 
-__all__ = ["GRID", "POSTPROCESS", "LocalizationMaps", "MapFunction", "to_grid", "flow_to_grid", "clean",
+__all__ = ["GRID", "POSTPROCESS", "LocalizationMaps", "MapFunction", "GridRows", "to_grid", "flow_to_grid", "clean",
            "minmax"]
 
 #: The metric's ``postprocess`` for each method's maps (see the table above).
@@ -106,3 +106,41 @@ def clean(maps: np.ndarray) -> np.ndarray:
     """The RCGrad "clean" post-processing of (N, 224, 224) maps: exactly
     ``vssl_core.eval.metrics.postprocess(maps, "clean")`` (one implementation), float32."""
     return postprocess(np.asarray(maps, dtype=np.float32), "clean")
+
+
+class GridRows:
+    """Heatmaps ``(N, H, W)`` of another size seen as ``(N, 224, 224)``: each block of rows is
+    resized with :func:`~vssl_core.eval.metrics.resize_to_grid` as it is read, so the metric
+    never holds every resized map (e.g. over a :class:`~vssl_core.data.streaming.NpyRows`).
+
+    Parameters
+    ----------
+    source : array-like, shape (N, H, W)
+        Rows indexable by slices (an ndarray, a memory map or an ``NpyRows``).
+
+    Notes
+    -----
+    ``rows[a:b]`` returns a new ``(b - a, 224, 224)`` array, float32 for float32 sources and
+    float64 otherwise, equal to ``resize_to_grid(source[a:b])``.
+    """
+
+    def __init__(self, source: Any) -> None:
+        if len(source.shape) != 3:
+            raise ValueError(f"GridRows needs (N, H, W) maps, got shape {tuple(source.shape)}")
+        self.source = source
+        self.shape = (int(source.shape[0]), GRID, GRID)
+        self.ndim = 3
+        src = np.dtype(source.dtype)
+        self.dtype = src if src in (np.float32, np.float64) else np.dtype(np.float64)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        if isinstance(key, (int, np.integer)):
+            return resize_to_grid(self.source[int(key)][None])[0]
+        return resize_to_grid(self.source[key])
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        out = resize_to_grid(np.asarray(self.source))
+        return out if dtype is None else out.astype(dtype, copy=False)

@@ -12,6 +12,12 @@ Conventions and units
   does the same operations. Pixel sums are accumulated in float64.
 - Ground-truth maps ``G`` hold values in ``[0, 1]``: binary for Urbansas and VGG-SS, consensus
   values ``{0, 0.5, 1}`` for Flickr-SoundNet.
+- Memory: :func:`validate`, :func:`validate_maps`, :func:`ciou` and :func:`evaluate` read their
+  inputs a block of rows at a time (64 for checks, ``CHUNK`` for scoring). Besides ndarrays they
+  accept 3-D row array-likes (``shape``, ``ndim``, ``dtype``, ``x[a:b]``), e.g.
+  :class:`vssl_core.data.streaming.NpyRows` over a ``.npy`` file: 20,000 maps are then scored
+  without holding them (``python -m vssl_core evaluate`` does this;
+  ``benchmarks/bench_evaluate_memory.py`` measures it).
 
 Per-sample cIoU (docs/conventions.md, "Metrics: cIoU, cut-offs and AUC")
 ----------------------------------------
@@ -115,8 +121,20 @@ def _float_dtype(arr: np.ndarray) -> np.dtype:
     return arr.dtype if arr.dtype in (np.float32, np.float64) else np.dtype(np.float64)
 
 
+def _rows_or_array(x: Any) -> Any:
+    """``x`` itself when it is a 3-D row-indexable array-like that is not an ndarray (``shape``,
+    ``dtype``, ``x[a:b]`` -> ndarray: e.g. :class:`vssl_core.data.streaming.NpyRows` over a file,
+    or :class:`vssl_core.eval.maps.GridRows`), so that checks and scoring read it a block of rows
+    at a time and never hold all of it; anything else as an ndarray."""
+    if isinstance(x, np.ndarray):
+        return x
+    if all(hasattr(x, a) for a in ("shape", "ndim", "dtype", "__getitem__", "__len__")) and len(x.shape) == 3:
+        return x
+    return np.asarray(x)
+
+
 def _as_batch(maps: np.ndarray, field: str) -> np.ndarray:
-    arr = np.asarray(maps)
+    arr = _rows_or_array(maps)
     if arr.ndim == 2:
         arr = arr[None]
     if arr.ndim != 3:
@@ -165,7 +183,7 @@ def resize_to_grid(maps: np.ndarray) -> np.ndarray:
     np.ndarray, shape (N, 224, 224)
         float32 for float32 input, float64 otherwise.
     """
-    arr = _as_batch(maps, "maps")
+    arr = np.asarray(_as_batch(maps, "maps"))
     dtype = _float_dtype(arr)
     arr = arr.astype(dtype, copy=False)
     n, h, w = arr.shape
@@ -460,8 +478,8 @@ def validate(maps: np.ndarray, gts: np.ndarray, *, maps_file: Any = None,
 
 def _validate_shapes(maps: np.ndarray, gts: np.ndarray, maps_file: Any,
                      gts_file: Any) -> tuple[np.ndarray, np.ndarray]:
-    m = np.asarray(maps)
-    g = np.asarray(gts)
+    m = _rows_or_array(maps)
+    g = _rows_or_array(gts)
     for arr, field, file in ((m, "maps", maps_file), (g, "gts", gts_file)):
         if arr.ndim not in (2, 3):
             raise data_error(file, field, f"expected shape (N, 224, 224), got {arr.shape} "
@@ -519,7 +537,7 @@ def validate_maps(maps: np.ndarray, *, maps_file: Any = None) -> np.ndarray:
         overflows the maps' float dtype.
     """
     arr = _as_batch(maps, "maps")
-    if arr.size == 0:
+    if 0 in arr.shape:
         raise data_error(maps_file, "maps", f"empty maps of shape {arr.shape}", "pass non-empty maps")
     for start in range(0, len(arr), _SCAN):
         _check_map_values(arr[start:start + _SCAN], start, maps_file)
@@ -569,7 +587,8 @@ def _overlaps(b: np.ndarray, g: np.ndarray, scratch: np.ndarray
 
 
 def ciou(maps: np.ndarray, gts: np.ndarray, postprocess: Postprocess = "clean",
-         threshold: float = 0.5, empty: EmptyPolicy = "compat") -> np.ndarray:
+         threshold: float = 0.5, empty: EmptyPolicy = "compat", *, maps_file: Any = None,
+         gts_file: Any = None) -> np.ndarray:
     """Per-sample consensus IoU.
 
     ``ciou = sum(B * G) / (sum(G) + sum(B * [G == 0]))`` with
@@ -589,6 +608,9 @@ def ciou(maps: np.ndarray, gts: np.ndarray, postprocess: Postprocess = "clean",
     empty : {"compat", "error", "exclude"}
         0/0 policy (module docstring): NaN for ``"compat"`` and ``"exclude"``, raise for
         ``"error"``.
+    maps_file, gts_file : path, optional
+        Named in the errors of the checks :func:`validate` makes, which run block by block
+        while scoring (one pass over the inputs).
 
     Returns
     -------
@@ -597,7 +619,7 @@ def ciou(maps: np.ndarray, gts: np.ndarray, postprocess: Postprocess = "clean",
     """
     _check_choice(empty, _EMPTY, "empty")
     _check_choice(postprocess, _POSTPROCESS, "postprocess")
-    m, g = _validate_shapes(maps, gts, None, None)
+    m, g = _validate_shapes(maps, gts, maps_file, gts_file)
     n = len(m)
     dtype = _float_dtype(m)
     k_max = min(CHUNK, n)
@@ -607,10 +629,11 @@ def ciou(maps: np.ndarray, gts: np.ndarray, postprocess: Postprocess = "clean",
     out = np.empty(n, dtype=np.float64)
     for s in range(0, n, CHUNK):
         k = min(CHUNK, n - s)
-        _validate_values(m[s:s + k], g[s:s + k], s, None, None)  # while the block is in cache
-        rows = m[s:s + k].reshape(k, N_PIXELS).astype(dtype, copy=False)
+        mb, gb = m[s:s + k], g[s:s + k]  # views of arrays; one read of a row array-like
+        _validate_values(mb, gb, s, maps_file, gts_file)  # while the block is in cache
+        rows = mb.reshape(k, N_PIXELS).astype(dtype, copy=False)
         b = _binarize_rows(rows, postprocess, threshold, work[:k], mask[:k])
-        inter, size_g, false_pos = _overlaps(b, g[s:s + k].reshape(k, N_PIXELS), scratch[:k])
+        inter, size_g, false_pos = _overlaps(b, gb.reshape(k, N_PIXELS), scratch[:k])
         with np.errstate(invalid="ignore", divide="ignore"):
             out[s:s + k] = inter / (size_g + false_pos)
     if empty == "error":
@@ -840,7 +863,7 @@ class EvalResult:
 def evaluate(maps: np.ndarray, gts: np.ndarray, postprocess: Postprocess = "clean",
              at: float = 0.3, n_boot: int = 1000, seed: int = 0,
              empty: EmptyPolicy = "compat", reading: Reading = "code",
-             level: float = 0.95) -> EvalResult:
+             level: float = 0.95, *, maps_file: Any = None, gts_file: Any = None) -> EvalResult:
     """Score heatmaps against ground truths: cIoU@at, AUC and bootstrap intervals.
 
     Parameters
@@ -862,6 +885,8 @@ def evaluate(maps: np.ndarray, gts: np.ndarray, postprocess: Postprocess = "clea
     reading : {"code", "text"}
     level : float
         Interval coverage.
+    maps_file, gts_file : path, optional
+        Named in error messages (as :func:`validate`).
 
     Returns
     -------
@@ -869,7 +894,8 @@ def evaluate(maps: np.ndarray, gts: np.ndarray, postprocess: Postprocess = "clea
     """
     _check_choice(reading, _READING, "reading")
     threshold, _ = _threshold_and_cutoff(at, reading)
-    per_sample = ciou(maps, gts, postprocess=postprocess, threshold=threshold, empty=empty)
+    per_sample = ciou(maps, gts, postprocess=postprocess, threshold=threshold, empty=empty,
+                      maps_file=maps_file, gts_file=gts_file)
     return score_cious(per_sample, at=at, n_boot=n_boot, seed=seed, empty=empty,
                        reading=reading, level=level, postprocess=postprocess)
 
