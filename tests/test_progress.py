@@ -15,7 +15,7 @@ def test_datasets_bars_stay_hidden_and_the_setting_is_restored(tmp_path, capfd):
         for i in range(50):
             yield {"x": i}
 
-    evalset._save(lambda work: evalset._to_dataset(gen, feats, work, progress=True), tmp_path, progress=True)
+    evalset._save(lambda work, npy: evalset._to_dataset(gen, feats, work, progress=True), tmp_path, progress=True)
     err = capfd.readouterr().err
     assert "Generating" not in err and "Saving the dataset" not in err, err
     assert datasets.load_from_disk(str(tmp_path / "dataset"))["x"] == list(range(50))

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from vssl_core.cli import ArgumentParser, add_debug_flag, run_cli
+from vssl_core.errors import DataError
 
 
 def _parse_param(text: str) -> tuple[str, Any]:
@@ -27,6 +28,23 @@ def _parse_param(text: str) -> tuple[str, Any]:
     except json.JSONDecodeError:
         value = raw  # a bare string
     return name.strip(), value
+
+
+def _announce_needs(profile: str, only: list[str] | None, overrides: dict[str, Any]) -> None:
+    """Print what the run will need (disk, memory, time) before it starts: every profile but
+    ``quick`` (whose needs the README gives) can fill a disk or run for days."""
+    from vssl_core.cli.catalogue import needs_text, profile_needs
+    from vssl_core.repro.paths import repo_root
+    from vssl_core.repro.regenerate import list_notebooks
+
+    try:
+        chosen = [b.stem for b in list_notebooks(repo_root() / "notebooks", only)]
+        text = needs_text(profile_needs(profile, chosen, overrides))
+    except (DataError, ValueError, KeyError) as exc:  # the run itself reports bad names and values
+        print(f"regenerate: the {profile!r} profile's needs could not be estimated ({exc})", file=sys.stderr)
+        return
+    print(f"The {profile!r} profile, notebooks {', '.join(chosen)}, needs (rough estimates; README, "
+          f"'The paper profile: protocol, disk, memory, time'):\n{text}", flush=True)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -58,6 +76,8 @@ def _main(argv: list[str]) -> int:
     from vssl_core.repro.regenerate import NotebookFailed, regenerate
 
     args = _parser().parse_args(argv)
+    if args.profile != "quick":
+        _announce_needs(args.profile, args.only, dict(args.param))
     try:
         summary = regenerate(profile=args.profile, only=args.only, overrides=dict(args.param),
                              progress=not args.no_progress, prune=args.prune, wait=args.wait,

@@ -6,8 +6,8 @@ below the studies:
 - :func:`split_clips`: the last ``eval_clips`` clips by name are held out for evaluation; the
   others give unlabelled training windows (their boxes and events are never read).
 - :func:`load_evaluation`: the FlowGrad pairs of some clips as an :class:`EvalArrays` (cached by
-  :func:`vssl_core.data.evalset.load_eval_set`): frames, flow, 1 s of audio from ``t - 0.5``,
-  ground-truth maps and boxes.
+  :func:`vssl_core.data.evalset.load_eval_set`): frames, flow, 1 s of audio from ``t - 0.5``
+  (another window centred on ``t`` with ``audio_seconds``), ground-truth maps and boxes.
 - :func:`load_training`: random training windows of some clips as a :class:`TrainingArrays`, with
   the fingerprint of their source (the key under which trained models are cached).
 
@@ -29,8 +29,8 @@ from vssl_core.data.flow import FlowParams
 from vssl_core.data.urbansas import UrbansasDataset
 from vssl_core.repro import cache
 
-__all__ = ["EvalArrays", "TrainingArrays", "split_clips", "load_evaluation", "training_windows",
-           "load_training", "load_training_windows"]
+__all__ = ["EvalArrays", "TrainingArrays", "EVAL_AUDIO_SECONDS", "split_clips", "load_evaluation",
+           "training_windows", "load_training", "load_training_windows"]
 
 
 @dataclass(frozen=True)
@@ -123,14 +123,20 @@ def split_clips(dataset: UrbansasDataset, eval_clips: int) -> tuple[list[str], l
     return clips[:-eval_clips], clips[-eval_clips:]
 
 
+#: FlowGrad's evaluation audio: 1 s centred on the pair time (from ``t - 0.5``).
+EVAL_AUDIO_SECONDS = 1.0
+
+
 def load_evaluation(dataset: UrbansasDataset, clips: Sequence[str] | None, *, image_size: int,
                     flow: FlowParams, audio_sr: int, flow_field: bool = False,
-                    progress: bool = True) -> EvalArrays:
+                    progress: bool = True, audio_seconds: float = EVAL_AUDIO_SECONDS) -> EvalArrays:
     """The FlowGrad pairs of ``clips`` (None: all clips) as arrays, cached on disk.
 
-    ``flow_field=True`` adds the 2-channel field (Hear The Flow's input)."""
-    ds = load_eval_set(dataset, "flowgrad", image_size, flow, audio_sr, 1.0, "mono", progress=progress,
-                       clips=clips, flow_field=flow_field)
+    ``flow_field=True`` adds the 2-channel field (Hear The Flow's input). ``audio_seconds``:
+    the audio window, centred on the pair time (``[t - s/2, t + s/2)``; FlowGrad's 1 s by
+    default, Hear The Flow's protocol 3 s)."""
+    ds = load_eval_set(dataset, "flowgrad", image_size, flow, audio_sr, float(audio_seconds), "mono",
+                       progress=progress, clips=clips, flow_field=flow_field)
     a = as_numpy(ds, dtypes={"gt": np.float32})
     boxes = [np.asarray(b, dtype=float).reshape(-1, 4) for b in a["boxes"]]
     return EvalArrays(a["clip"], a["time"], a["image"], a["flow"], a["audio"], a["gt"], boxes,

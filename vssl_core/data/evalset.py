@@ -37,7 +37,10 @@ Both are Hugging Face :class:`datasets.Dataset` objects, saved with ``save_to_di
 and keyed by the dataset root path, the SHA-256 of both annotation files, the size and mtime of
 every media file used, the skipped clips, the protocol/windows and every parameter. Each clip is
 decoded once (frames for the images and the flow in one pass), in parallel across clips.
-Use :func:`as_numpy` to get stacked arrays. torch-free.
+A cached set keeps its fixed-shape columns (image, flow, audio, gt, flow_field) **once**, as
+``.npy`` files beside the Arrow table, which holds nulls for them (``columns-npy/``,
+:mod:`vssl_core.data.columns`): the disk holds one copy, and reads are memory-mapped. Use
+:func:`as_numpy` to get stacked arrays. torch-free.
 """
 from __future__ import annotations
 
@@ -121,7 +124,37 @@ def _n_channels(channels: str) -> int:
     return 1 if channels == "mono" else 2
 
 
-def _to_dataset(gen, features: datasets.Features, tmp: Path, progress: bool) -> datasets.Dataset:
+def _diverted(rows: Iterator[dict[str, Any]], features: datasets.Features, n_rows: int,
+              folder: Path) -> Iterator[dict[str, Any]]:
+    """``rows`` with every fixed-shape column written to ``folder/<column>.npy`` (row ``i`` at
+    index ``i``) and set to None in the row itself: the Arrow table then keeps a null there and
+    the ``.npy`` file is the only copy (:func:`vssl_core.data.columns.adopt`)."""
+    names = columns_npy.fixed_shape_columns(features)
+    folder.mkdir(parents=True, exist_ok=True)
+    out = {c: np.lib.format.open_memmap(folder / f"{c}.npy", mode="w+", dtype=np.dtype(features[c].dtype),
+                                        shape=(n_rows, *features[c].shape)) for c in names}
+    i = 0
+    for row in rows:
+        if i >= n_rows:
+            raise RuntimeError(f"more than the {n_rows} expected rows")
+        row = dict(row)
+        for c in names:
+            out[c][i] = row[c]
+            row[c] = None
+        yield row
+        i += 1
+    if i != n_rows:
+        raise RuntimeError(f"{i} rows built, {n_rows} expected")
+    for arr in out.values():
+        arr.flush()
+    out.clear()
+
+
+def _to_dataset(gen, features: datasets.Features, tmp: Path, progress: bool,
+                columns_dir: Path | None = None, n_rows: int = 0) -> datasets.Dataset:
+    if columns_dir is not None:
+        rows = gen
+        gen = (lambda: _diverted(rows(), features, n_rows, Path(columns_dir)))
     was_disabled = datasets.utils.are_progress_bars_disabled()
     progress = False  # our per-clip bar is the progress; datasets' "Generating train split: n/0" is not
     if not progress:
@@ -188,7 +221,8 @@ def build_eval_set(dataset: UrbansasDataset, protocol: str = "flowgrad", image_s
                    flow: FlowParams = FlowParams(), audio_sr: int = 16000,
                    audio_seconds: float = 1.0, channels: str = "mono", n_jobs: int = 2,
                    progress: bool = True, workdir: str | Path | None = None,
-                   clips: Sequence[str] | None = None, flow_field: bool = False) -> datasets.Dataset:
+                   clips: Sequence[str] | None = None, flow_field: bool = False, *,
+                   columns_dir: str | Path | None = None) -> datasets.Dataset:
     """Build (without caching) the evaluation set of ``protocol``; see the module docstring.
 
     Parameters
@@ -216,6 +250,10 @@ def build_eval_set(dataset: UrbansasDataset, protocol: str = "flowgrad", image_s
     flow_field : bool
         Also store ``flow_field`` ``(S, S, 2)`` float32: the mean Farneback field (dx, dy) over
         the same window, resized to the image size, values unchanged (Hear The Flow's input).
+    columns_dir : path, optional
+        Write the fixed-shape columns (image, flow, audio, gt, flow_field) to
+        ``<columns_dir>/<column>.npy`` instead of the Arrow table, which then holds nulls there
+        (:func:`load_eval_set` does, so that its cache keeps one copy of them).
 
     Returns
     -------
@@ -228,8 +266,9 @@ def build_eval_set(dataset: UrbansasDataset, protocol: str = "flowgrad", image_s
     feats = eval_features(cfg.image_size, _n_channels(channels), n_samples, cfg.flow_field)
     work = Path(workdir) if workdir is not None else cache_dir() / "_build"
     work.mkdir(parents=True, exist_ok=True)
+    n_rows = len(_select(dataset, protocol, clips)) if columns_dir is not None else 0
     return _to_dataset(lambda: _eval_rows(dataset, protocol, cfg, n_jobs, progress, clips), feats,
-                       work, progress)
+                       work, progress, None if columns_dir is None else Path(columns_dir), n_rows)
 
 
 def _dataset_key(dataset: UrbansasDataset, clips: Sequence[str]) -> dict[str, Any]:
@@ -249,7 +288,10 @@ def _dataset_key(dataset: UrbansasDataset, clips: Sequence[str]) -> dict[str, An
 
 
 def _save(ds_builder, tmp: Path, progress: bool) -> None:
-    ds = ds_builder(tmp / "_arrow")
+    """Build a set into ``tmp/dataset``: the small columns in Arrow, the fixed-shape ones only as
+    ``.npy`` files beside it (one copy on disk; :func:`vssl_core.data.columns.adopt`)."""
+    npy = tmp / "_npy"
+    ds = ds_builder(tmp / "_arrow", npy)
     was_disabled = datasets.utils.are_progress_bars_disabled()
     progress = False  # our per-clip bar is the progress; datasets' "Saving the dataset" is not
     if not progress:
@@ -259,8 +301,13 @@ def _save(ds_builder, tmp: Path, progress: bool) -> None:
     finally:
         if not progress and not was_disabled:
             datasets.utils.enable_progress_bars()
+    names = columns_npy.fixed_shape_columns(ds.features)
     del ds
     shutil.rmtree(tmp / "_arrow")
+    saved = datasets.load_from_disk(str(tmp / "dataset"))
+    columns_npy.adopt(saved, {c: npy / f"{c}.npy" for c in names})
+    del saved
+    shutil.rmtree(npy, ignore_errors=True)  # emptied by adopt; absent when no column has a fixed shape
 
 
 def load_eval_set(dataset: UrbansasDataset, protocol: str = "flowgrad", image_size: int = 224,
@@ -271,7 +318,10 @@ def load_eval_set(dataset: UrbansasDataset, protocol: str = "flowgrad", image_si
     """The evaluation set, from the cache or built once and cached (atomically).
 
     Same parameters as :func:`build_eval_set`, plus ``cache_root`` (default ``data/cache``).
-    ``n_jobs`` and ``progress`` do not change the content and are not part of the key.
+    ``n_jobs`` and ``progress`` do not change the content and are not part of the key. The
+    entry keeps the fixed-shape columns once, as ``.npy`` files beside the Arrow table (which
+    holds nulls for them); :func:`as_numpy` reads them from there. Entries written before that
+    (full Arrow table) are read as they are.
     """
     pairs = _select(dataset, protocol, clips)
     key = {"kind": "urbansas-eval", "version": FORMAT_VERSION, "grid": GRID,
@@ -282,9 +332,9 @@ def load_eval_set(dataset: UrbansasDataset, protocol: str = "flowgrad", image_si
            **({"flow_field": True} if flow_field else {})}
 
     def build(tmp: Path) -> None:
-        _save(lambda work: build_eval_set(dataset, protocol, image_size, flow, audio_sr,
-                                          audio_seconds, channels, n_jobs, progress, work, clips,
-                                          flow_field),
+        _save(lambda work, npy: build_eval_set(dataset, protocol, image_size, flow, audio_sr,
+                                               audio_seconds, channels, n_jobs, progress, work, clips,
+                                               flow_field, columns_dir=npy),
               tmp, progress)
 
     path = cache.cached("eval-urbansas", key, build, root=cache_root)
@@ -331,13 +381,14 @@ def build_train_set(dataset: UrbansasDataset, windows: Sequence[tuple[str, float
                     image_size: int = 224, flow: FlowParams = FlowParams(),
                     audio_sr: int = 16000, audio_seconds: float = 5.0, channels: str = "mono",
                     n_jobs: int = 2, progress: bool = True,
-                    workdir: str | Path | None = None, flow_field: bool = False) -> datasets.Dataset:
+                    workdir: str | Path | None = None, flow_field: bool = False, *,
+                    columns_dir: str | Path | None = None) -> datasets.Dataset:
     """Build (without caching) a training set from ``windows`` = ``[(clip, start_s), ...]``.
 
     The image and the flow are taken at the window centre ``start + audio_seconds / 2``; the
     audio is ``[start, start + audio_seconds)``. Rows follow the order of ``windows``. The flow
     is resized to ``image_size`` (values unchanged, px per 8-fps step at native resolution).
-    ``workdir`` and ``flow_field`` as in :func:`build_eval_set`.
+    ``workdir``, ``flow_field`` and ``columns_dir`` as in :func:`build_eval_set`.
     """
     cfg = _RowConfig(int(image_size), int(image_size), flow, int(audio_sr), float(audio_seconds),
                      channels, bool(flow_field))
@@ -347,7 +398,7 @@ def build_train_set(dataset: UrbansasDataset, windows: Sequence[tuple[str, float
     work.mkdir(parents=True, exist_ok=True)
     windows = [(str(c), float(s)) for c, s in windows]
     return _to_dataset(lambda: _train_rows(dataset, windows, cfg, n_jobs, progress), feats, work,
-                       progress)
+                       progress, None if columns_dir is None else Path(columns_dir), len(windows))
 
 
 def load_train_set(dataset: UrbansasDataset, windows: Sequence[tuple[str, float]],
@@ -355,7 +406,8 @@ def load_train_set(dataset: UrbansasDataset, windows: Sequence[tuple[str, float]
                    audio_sr: int = 16000, audio_seconds: float = 5.0, channels: str = "mono",
                    n_jobs: int = 2, progress: bool = True,
                    cache_root: str | Path | None = None, flow_field: bool = False) -> datasets.Dataset:
-    """The training set of ``windows``, from the cache or built once (see :func:`build_train_set`)."""
+    """The training set of ``windows``, from the cache or built once (see :func:`build_train_set`;
+    the entry keeps its fixed-shape columns once, as :func:`load_eval_set` does)."""
     windows = [(str(c), float(s)) for c, s in windows]
     key = {"kind": "urbansas-train", "version": FORMAT_VERSION,
            "dataset": _dataset_key(dataset, [c for c, _ in windows]), "windows": windows,
@@ -364,9 +416,9 @@ def load_train_set(dataset: UrbansasDataset, windows: Sequence[tuple[str, float]
            **({"flow_field": True} if flow_field else {})}
 
     def build(tmp: Path) -> None:
-        _save(lambda work: build_train_set(dataset, windows, image_size, flow, audio_sr,
-                                           audio_seconds, channels, n_jobs, progress, work,
-                                           flow_field), tmp, progress)
+        _save(lambda work, npy: build_train_set(dataset, windows, image_size, flow, audio_sr,
+                                                audio_seconds, channels, n_jobs, progress, work,
+                                                flow_field, columns_dir=npy), tmp, progress)
 
     path = cache.cached("train-urbansas", key, build, root=cache_root)
     return datasets.load_from_disk(str(path / "dataset"))
@@ -385,14 +437,20 @@ def as_numpy(ds: datasets.Dataset, columns: Sequence[str] | None = None, mmap: b
     memory-mapped from a ``.npy`` copy written once beside it (:mod:`vssl_core.data.columns`):
     file-backed pages the kernel can reclaim, instead of anonymous memory. They are writable
     copy-on-write arrays (the file never changes). ``dtypes`` casts columns (e.g.
-    ``{"gt": np.float32}``), once when the copy is written.
+    ``{"gt": np.float32}``), once when the copy is written. The cached sets of
+    :func:`load_eval_set` and :func:`load_train_set` keep those columns *only* in their ``.npy``
+    files (:func:`vssl_core.data.columns.adopt`); they are read from there by both routes, with
+    the same values, dtypes and shapes.
     """
     cols = list(columns) if columns is not None else list(ds.column_names)
     dtypes = dict(dtypes or {})
     out: dict[str, np.ndarray] = {}
     rest = []
+    stored = columns_npy.stored_columns(ds)
     for c in cols:
-        if mmap and columns_npy.mappable(ds, c):
+        if c in stored:    # a cached set keeps this column only in its .npy file
+            out[c] = columns_npy.stored_column(ds, c, dtypes.get(c), mmap=mmap)
+        elif mmap and columns_npy.mappable(ds, c):
             out[c] = columns_npy.mapped_column(ds, c, dtypes.get(c))
         else:
             rest.append(c)

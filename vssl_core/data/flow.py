@@ -17,6 +17,9 @@ Units and conventions
   original code silently skipped those samples instead.
 - Camera motion (optional, :func:`compensate_camera_motion`): an affine motion model fitted by
   robust least squares is subtracted from the field.
+- Native frame step (:data:`NATIVE_FPS`, :meth:`FlowParams.native`): ``fps = 0`` steps by one
+  frame of the video itself (``1 / video_fps`` s, e.g. 1/24 s on the synthetic streets): Hear The
+  Flow's "middle frame and subsequent frame" (Sec. 4.3). Values are then px per native frame.
 
 Parallelism: :func:`flow_for_pairs` decodes each clip once, in worker processes, one task per clip;
 results come back in the order of the pairs and do not depend on ``n_jobs``.
@@ -42,6 +45,10 @@ if TYPE_CHECKING:  # pragma: no cover
     from vssl_core.data.urbansas import UrbansasDataset
 
 
+#: ``FlowParams.fps`` value meaning "the video's own frame rate": one step is one native frame.
+NATIVE_FPS = 0.0
+
+
 @dataclass(frozen=True)
 class FlowParams:
     """Farneback optical-flow settings (defaults = FlowGrad; docs/conventions.md, "Optical flow").
@@ -50,6 +57,8 @@ class FlowParams:
     ----------
     fps : float
         Sampling rate of the frames the flow is computed between (Hz); one step = ``1/fps`` s.
+        :data:`NATIVE_FPS` (0): the video's own rate, one step = one native frame
+        (:meth:`native`).
     pyr_scale, levels, winsize, iterations, poly_n, poly_sigma, flags
         ``cv2.calcOpticalFlowFarneback`` arguments.
     window_s : float
@@ -73,10 +82,28 @@ class FlowParams:
     compensate_camera: bool = False
     resize_to: tuple[int, int] | None = None
 
+    @classmethod
+    def native(cls, **kwargs) -> FlowParams:
+        """One pair of consecutive native frames per time (Hear The Flow's flow): ``fps =
+        NATIVE_FPS`` and ``window_s = 0`` (other fields from ``kwargs``)."""
+        return cls(fps=NATIVE_FPS, window_s=0.0, **kwargs)
+
+    @property
+    def is_native(self) -> bool:
+        """True when a step is one frame of the video itself (``fps <= 0``)."""
+        return self.fps <= 0
+
     @property
     def n_pairs(self) -> int:
-        """Number of consecutive frame pairs averaged per time."""
+        """Number of consecutive frame pairs averaged per time (native steps: see
+        :meth:`steps`, which knows the video's rate)."""
         return max(1, int(round(self.window_s * self.fps)))
+
+    def steps(self, video_fps: float) -> tuple[int, float]:
+        """``(K, step_s)``: the number of frame pairs averaged per time and the step between
+        them in seconds, for a video at ``video_fps``."""
+        fps = float(video_fps) if self.is_native else float(self.fps)
+        return max(1, int(round(self.window_s * fps))), 1.0 / fps
 
 
 # ---------------------------------------------------------------------------- single fields
@@ -171,18 +198,19 @@ def window_frame_pairs(t: float, video_fps: float, n_frames: int,
     The 8-fps times are ``t + k / params.fps``, ``k = 0 .. K`` (K = ``params.n_pairs``), each
     mapped to its nearest video frame; a ``t`` past the end is first clamped to the time of the
     last frame, and when the window's last frame lies past the clip's last frame the window is
-    moved back by whole 8-fps steps until it fits (see the module docstring).
+    moved back by whole 8-fps steps until it fits (see the module docstring). With
+    :meth:`FlowParams.native` the step is one frame of the video (``1 / video_fps``).
 
     Raises
     ------
     ValueError
         When the clip is shorter than one window.
     """
-    k = params.n_pairs
-    step = 1.0 / params.fps
+    k, step = params.steps(video_fps)
     last = n_frames - 1
     start = min(t, last / video_fps)  # a time past the end means the last frame
-    for _ in range(int(math.ceil((t + k * step) * params.fps)) + 2):
+    rate = float(video_fps) if params.is_native else params.fps
+    for _ in range(int(math.ceil((t + k * step) * rate)) + 2):
         idx = [int(math.floor((start + j * step) * video_fps + 0.5 + 1e-9)) for j in range(k + 1)]
         if idx[-1] <= last:
             idx = [min(max(i, 0), last) for i in idx]

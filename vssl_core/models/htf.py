@@ -32,6 +32,23 @@ Facts implemented (Hear The Flow Sec. 3.3, 4.3, 4.6, App. B; docs/conventions.md
   spatial form here is the released code's, where V has the feature width.)
 - Audio, localisation map and loss: as :mod:`vssl_core.models.lvs` (cosine map of the enhanced
   features with the pooled audio vector; LVS tri-map loss). 3 s of 22.05 kHz audio.
+
+The released code's behaviour where it differs (``protocol="released"`` of
+:mod:`vssl_core.studies.hear_the_flow`; each field is left out of :meth:`HTFConfig.to_dict` at
+its default, so the companion's recipes do not change)
+----------------------------------------------------------------------------------------------
+- ``flow_input="jpeg"``: the released preprocessing writes dx and dy as two 8-bit JPEGs
+  (``cv2.imwrite`` of a float image: rounded, clipped to 0..255) and reads them back / 255, so
+  the network sees ``min(max(round(d), 0), 255) / 255`` (:func:`jpeg_flow_field`): leftward and
+  upward motion are 0, values are whole pixels. The data carry that encoding
+  (:class:`JpegFlowField`); the model reads ``|field|``, which undoes the training loop's
+  ``dx -> -dx`` on a horizontal flip (the released flip mirrors the stored image and keeps its
+  values). The JPEG compression itself is not simulated.
+- ``frozen_batchnorm="train"``: a frozen image encoder only has ``requires_grad=False``; its
+  BatchNorm layers follow ``model.train()`` (batch statistics in training, running statistics
+  updated), as the released ``unfreeze_vision(False)``.
+- ``flow_conv1="random"``: a pretrained ResNet flow encoder gets a freshly initialised 2-channel
+  ``conv1`` (``nn.Conv2d``'s default initialisation), as the released code replaces it.
 """
 from __future__ import annotations
 
@@ -50,10 +67,14 @@ from vssl_core.models.encoders import ResNetEncoder, resnet18_encoder
 from vssl_core.models.lvs import LocalizerOutput, LVSEncoding, _check_common, _from_dict, cosine_maps, loss_params, trimap_loss
 from vssl_core.models.pretrain import load_encoder_weights
 
-__all__ = ["FLOW_ENCODERS", "HTFConfig", "FlowAttention", "MaxPoolFlow", "HTF", "build_htf",
-           "prepare_flow_field"]
+__all__ = ["FLOW_ENCODERS", "FLOW_INPUTS", "HTFConfig", "FlowAttention", "MaxPoolFlow", "HTF", "build_htf",
+           "prepare_flow_field", "jpeg_flow_field", "JpegFlowField"]
 
 FLOW_ENCODERS = ("resnet", "maxpool", "none")
+#: ``HTFConfig.flow_input``: the companion's signed float field, or the released JPEG encoding.
+FLOW_INPUTS = ("signed", "jpeg")
+#: Fields that reproduce the released code; left out of ``to_dict`` at these (default) values.
+_RELEASED_DEFAULTS = {"flow_input": "signed", "frozen_batchnorm": "eval", "flow_conv1": "rgb_mean"}
 
 
 @dataclass(frozen=True)
@@ -87,6 +108,16 @@ class HTFConfig:
         Clip length used to build the data (3 s); not used by the network.
     eps_p, eps_n, tau, temperature, negatives, easy_negatives, audio_pool
         As :class:`~vssl_core.models.lvs.LVSConfig`.
+    flow_input : {"signed", "jpeg"}
+        ``"signed"``: the float field (dx, dy) px per step. ``"jpeg"``: the field holds the
+        released encoding (:func:`jpeg_flow_field`); the model reads its absolute value (see
+        the module docstring).
+    frozen_batchnorm : {"eval", "train"}
+        With ``freeze_vision``: ``"eval"`` keeps the image encoder's BatchNorm statistics fixed;
+        ``"train"`` lets them follow ``model.train()`` (the released code).
+    flow_conv1 : {"rgb_mean", "random"}
+        A pretrained ResNet flow encoder's ``conv1``: the mean of the RGB kernels, or freshly
+        initialised (the released code).
     """
 
     flow_encoder: str = "resnet"
@@ -107,6 +138,9 @@ class HTFConfig:
     negatives: str = "separate"
     easy_negatives: str = "confident"
     audio_pool: str = "max"
+    flow_input: str = "signed"
+    frozen_batchnorm: str = "eval"
+    flow_conv1: str = "rgb_mean"
 
     def __post_init__(self) -> None:
         _check_common(self)
@@ -114,13 +148,24 @@ class HTFConfig:
             raise ValueError(f"HTFConfig.flow_encoder must be one of {FLOW_ENCODERS}, got {self.flow_encoder!r}")
         if self.attn_dim < 1:
             raise ValueError(f"HTFConfig.attn_dim must be >= 1, got {self.attn_dim}")
+        for name, choices in (("flow_input", FLOW_INPUTS), ("frozen_batchnorm", ("eval", "train")),
+                              ("flow_conv1", ("rgb_mean", "random"))):
+            if getattr(self, name) not in choices:
+                raise ValueError(f"HTFConfig.{name} must be one of {choices}, got {getattr(self, name)!r}")
 
     @property
     def uses_flow(self) -> bool:
         return self.flow_encoder != "none"
 
+    @property
+    def freezes_batchnorm(self) -> bool:
+        """True when a frozen image encoder also keeps its BatchNorm statistics."""
+        return self.freeze_vision and self.frozen_batchnorm == "eval"
+
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """Every field, except the released-code switches at their defaults (so that the
+        recipes and keys of models without them stay as they were)."""
+        return {k: v for k, v in asdict(self).items() if _RELEASED_DEFAULTS.get(k, object()) != v}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> HTFConfig:
@@ -221,12 +266,14 @@ class HTF(LVSEncoding, nn.Module):
             self.flow_encoder, self.attention = None, None
         if cfg.freeze_vision:
             self.image_encoder.requires_grad_(False)
-            self.image_encoder.eval()
+            if cfg.freezes_batchnorm:
+                self.image_encoder.eval()
 
     def train(self, mode: bool = True) -> HTF:
-        """As ``nn.Module.train``, but a frozen image encoder always stays in eval mode."""
+        """As ``nn.Module.train``, but a frozen image encoder stays in eval mode (unless
+        ``frozen_batchnorm="train"``, the released behaviour)."""
         super().train(mode)
-        if self.config.freeze_vision:
+        if self.config.freezes_batchnorm:
             self.image_encoder.eval()
         return self
 
@@ -241,6 +288,8 @@ class HTF(LVSEncoding, nn.Module):
             raise TypeError("this HTF model has no flow encoder (flow_encoder='none')")
         if flow.ndim != 4 or flow.shape[1] != 2:
             raise ValueError(f"flow must be the (N, 2, H, W) field (dx, dy), got {tuple(flow.shape)}")
+        if self.config.flow_input == "jpeg":
+            flow = flow.abs()  # JPEG values are >= 0; a flipped training batch came with dx -> -dx
         if isinstance(self.flow_encoder, MaxPoolFlow):
             return self.flow_encoder(flow, grid)
         return self.flow_encoder(flow).features
@@ -266,26 +315,39 @@ class HTF(LVSEncoding, nn.Module):
         return trimap_loss(cosine_maps(out.image_features, out.audio_embedding), **loss_params(self.config))
 
 
-def build_htf(config: HTFConfig, vision_state: Mapping[str, torch.Tensor] | None = None
-              ) -> tuple[HTF, dict[str, LoadReport]]:
+def build_htf(config: HTFConfig, vision_state: Mapping[str, torch.Tensor] | None = None, *,
+              image: bool = True) -> tuple[HTF, dict[str, LoadReport]]:
     """An HTF model with a vision prior loaded: ``vision_state`` (an image-encoder state, e.g. the
     object prior's) when given, else the file ``config.pretrained_vision`` when set.
+
+    Parameters
+    ----------
+    config : HTFConfig
+    vision_state : mapping, optional
+    image : bool
+        Load the prior into the image encoder (False: only into the flow encoder, when
+        ``pretrained_flow``; the released code's separate ``pretrain_flow`` flag).
 
     Returns
     -------
     model : HTF
     reports : dict
         ``{"image_encoder": LoadReport}`` and, with a ResNet flow encoder and
-        ``pretrained_flow``, ``"flow_encoder"``; empty without a file.
+        ``pretrained_flow``, ``"flow_encoder"``; empty without a file. With
+        ``config.flow_conv1 == "random"`` the flow encoder's ``conv1`` is initialised afresh
+        after loading.
     """
     model = HTF(config)
     reports: dict[str, LoadReport] = {}
     source = vision_state if vision_state is not None else (
         os.fspath(config.pretrained_vision) if config.pretrained_vision is not None else None)
     if source is not None:
-        reports["image_encoder"] = load_encoder_weights(model.image_encoder, source)
+        if image:
+            reports["image_encoder"] = load_encoder_weights(model.image_encoder, source)
         if config.flow_encoder == "resnet" and config.pretrained_flow:
             reports["flow_encoder"] = load_encoder_weights(model.flow_encoder, source)
+            if config.flow_conv1 == "random":
+                model.flow_encoder.conv1.reset_parameters()
         model.train(model.training)  # keep a frozen encoder in eval mode
     return model, reports
 
@@ -299,3 +361,42 @@ def prepare_flow_field(flow: np.ndarray | torch.Tensor, size: int) -> torch.Tens
     if x.shape[-2:] != (size, size):
         x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
     return x.contiguous()
+
+
+def jpeg_flow_field(field: np.ndarray) -> np.ndarray:
+    """Flow fields ``(..., 2)`` (dx, dy px) as Hear The Flow's released code feeds them: each
+    component written to an 8-bit JPEG (``cv2.imwrite`` rounds and clips a float image to
+    0..255) and read back / 255, i.e. ``min(max(round(d), 0), 255) / 255`` as float32. Negative
+    (leftward, upward) motion becomes 0. The JPEG compression itself is not simulated."""
+    return (np.clip(np.rint(np.asarray(field, dtype=np.float32)), 0, 255) / np.float32(255)).astype(np.float32)
+
+
+class JpegFlowField:
+    """A read-only view of flow fields ``(N, S, S, 2)`` that returns :func:`jpeg_flow_field` of
+    the rows it is indexed with: the released encoding without a second copy of the fields in
+    memory (the source may be a memory-mapped cache column).
+
+    Supports ``len``, ``shape``, ``dtype``, ``ndim``, indexing (``view[rows]`` returns a new
+    float32 array) and ``np.asarray(view)`` (the whole encoded array).
+    """
+
+    def __init__(self, source: np.ndarray) -> None:
+        if isinstance(source, JpegFlowField):
+            source = source.source
+        if source.ndim != 4 or source.shape[-1] != 2:
+            raise ValueError(f"flow fields must be (N, H, W, 2), got shape {tuple(source.shape)}")
+        self.source = source
+
+    shape = property(lambda self: tuple(self.source.shape))
+    ndim = property(lambda self: 4)
+    dtype = property(lambda self: np.dtype(np.float32))
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def __getitem__(self, index) -> np.ndarray:
+        return jpeg_flow_field(self.source[index])
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        out = jpeg_flow_field(self.source)
+        return out if dtype is None else out.astype(dtype)

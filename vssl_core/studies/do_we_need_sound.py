@@ -35,13 +35,23 @@ Beyond the paper, concat rows also get the **side accuracy**: the fraction of ro
 post-processed map puts more mass on the half of the sounding sample than on the other half.
 A map that ignores the sound (the potential map, flow only) shows the same image for both rows
 of a pair and so scores exactly 0.5 up to ties; 1.0 means the sound always picks the side.
+Every model keeps the epoch with the lowest validation loss (the paper trains a fixed number of
+epochs and keeps the last).
+
+Protocols (``OyaSetup.protocol``; :func:`evaluation_rules`)
+----------------------------------------------------------
+``"companion"`` (the quick profile): cIoU at the notebook's cut-off ``at`` (0.3, Urbansas).
+``"paper"``: cIoU@0.5 (Tables 1, 4, 5; Sec. 4.1 binarises with an unstated tau). Both score the
+maps with ``"clean"`` (the paper leaves the normalisation before its threshold unsaid) on
+FlowGrad's 1 s of audio from ``t - 0.5`` (the paper's sound clips have no fixed length).
+``"released"`` is ``"paper"``: no code was released, so nothing differs from the text.
 """
 from __future__ import annotations
 
 import dataclasses
 import math
 from functools import cache
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -64,7 +74,7 @@ from vssl_core.models.audio import resample_audio
 from vssl_core.models.baselines import flow_only_maps, random_maps
 from vssl_core.repro.profiles import StudySetup
 from vssl_core.training.loop import TrainConfig
-from vssl_core.training.rcgrad_family import RCGradFamilySetup, data_recipe
+from vssl_core.training.rcgrad_family import RCGradFamilySetup, borrowed_setup, data_recipe
 from vssl_core.training.store import Models, ModelSpec
 
 if TYPE_CHECKING:
@@ -75,7 +85,8 @@ if TYPE_CHECKING:
 __all__ = [
     "OYA_TABLE1", "OYA_TABLE1_DE_NOVO", "OYA_TABLE4", "OYA_TABLE5", "OYA_TABLE5_DE_NOVO",
     "OYA_RANDOM", "LOC", "POT", "RANDOM", "CHANCE_LOSS",
-    "OyaSetup", "data_setup", "rcgrad_setup", "ab_scene_config", "load_pairs", "load_real", "load_ab",
+    "OyaSetup", "PROTOCOLS", "EvalRules", "evaluation_rules",
+    "data_setup", "rcgrad_setup", "ab_scene_config", "load_pairs", "load_real", "load_ab",
     "prior_spec", "model_specs", "trained_sizes", "trained_oya", "validation_metrics",
     "oya_method_maps", "concat_set", "concat_maps",
     "method_stream", "score_stream", "score_methods", "score_sizes",
@@ -110,6 +121,11 @@ OYA_TABLE5_DE_NOVO = {1000: (0.218, 0.204, 0.211, 0.202), 2500: (0.232, 0.215, 0
 #: The random rows (cIoU, AUC) of Table 1 and Table 5.
 OYA_RANDOM = {"table1": (0.341, 0.323), "table5": (0.200, 0.185)}
 
+#: The protocol values of ``OyaSetup.protocol`` ("released" = "paper": Oya et al. released no code).
+PROTOCOLS = ("companion", "paper", "released")
+#: The paper's cut-off (Tables 1, 4 and 5: "cIoU score with threshold 0.5").
+PAPER_CUTOFF = 0.5
+
 
 @dataclass(frozen=True)
 class OyaSetup(StudySetup):
@@ -140,6 +156,9 @@ class OyaSetup(StudySetup):
         Size of the Type A/B synthetic set and its parked-vehicle range ``(0, ab_max_parked)``.
     concat_pairs : int
         Concat-and-localize pairs (0: one per evaluation sample; 2 rows per pair).
+    protocol : {"companion", "paper", "released"}
+        The evaluation rules (module docstring, :func:`evaluation_rules`; ``"released"`` is
+        ``"paper"``); it changes no model.
     num_threads : int or None
         torch threads while training (None: torch's default).
     """
@@ -167,9 +186,13 @@ class OyaSetup(StudySetup):
     ab_clips: int = 48
     ab_max_parked: int = 2
     concat_pairs: int = 0
+    protocol: str = "companion"
     num_threads: int | None = 1
 
     def __post_init__(self) -> None:
+        if self.protocol not in PROTOCOLS:
+            raise data_error(None, "protocol", f"{self.protocol!r} is not a protocol of the 'Do We Need Sound?' study",
+                             f"choose one of {PROTOCOLS}")
         sizes = tuple(int(n) for n in self.train_sizes)
         if not sizes or any(n < 2 for n in sizes) or list(sizes) != sorted(set(sizes)):
             raise ValueError(f"train_sizes must be ascending distinct sizes >= 2, got {self.train_sizes}")
@@ -202,6 +225,44 @@ class OyaSetup(StudySetup):
                            early_stopping_patience=self.patience, num_threads=self.num_threads)
 
 
+@dataclass(frozen=True)
+class EvalRules:
+    """How one protocol scores the Oya study (printed above notebook 04's tables)."""
+
+    protocol: str
+    cutoff: float
+    postprocess: str = "clean"
+    audio: str = "1 s from t - 0.5 (FlowGrad's window; the paper's clips have no fixed length)"
+    checkpoint: str = "the epoch with the lowest validation loss (validation scenes; the paper keeps the last epoch)"
+
+    def __str__(self) -> str:
+        return (f"Protocol {self.protocol!r} (the 'Do We Need Sound?' study, docs/conventions.md "
+                f"'Deviations from the papers'):\n"
+                f"  scoring: every map post-processed '{self.postprocess}', cIoU@{self.cutoff:g} and AUC\n"
+                f"  evaluation audio: {self.audio}\n  checkpoint: {self.checkpoint}")
+
+
+def evaluation_rules(setup: OyaSetup, at: float | None = None) -> EvalRules:
+    """The rules of ``setup.protocol``, checked against the notebook's cut-off ``at`` (under
+    ``"companion"`` ``at`` is the rule, default 0.3; under ``"paper"`` and ``"released"``, the
+    same as there is no released code, it must be 0.5).
+
+    Raises
+    ------
+    DataError
+        ``at`` disagrees with the paper's cut-off under ``protocol="paper"``.
+    """
+    if setup.protocol == "companion":
+        return EvalRules("companion", float(0.3 if at is None else at))
+    if at is not None and at != PAPER_CUTOFF:
+        raise data_error(None, "at", f"{at!r} disagrees with protocol {setup.protocol!r} (Oya et al. Tables 1, 4, 5: "
+                         f"cIoU@{PAPER_CUTOFF:g})", f"set at = {PAPER_CUTOFF}, or protocol = 'companion'")
+    if setup.protocol == "released":
+        return EvalRules("released", PAPER_CUTOFF,
+                         checkpoint="as 'paper' (Oya et al. released no code): the epoch with the lowest validation loss")
+    return EvalRules("paper", PAPER_CUTOFF)
+
+
 # ----------------------------------------------------------------------------------- data
 def data_setup(setup: OyaSetup, base: RCGradFamilySetup | None = None) -> RCGradFamilySetup:
     """The :class:`RCGradFamilySetup` whose cached windows Oya trains on: ``base`` (default: the
@@ -213,11 +274,14 @@ def data_setup(setup: OyaSetup, base: RCGradFamilySetup | None = None) -> RCGrad
                                train_windows=max(base.train_windows, setup.default_size))
 
 
-def rcgrad_setup(profile: str, setup: OyaSetup, overrides: Mapping | None = None) -> RCGradFamilySetup:
-    """The RCGrad family's setup under ``profile`` (and ``overrides`` that name its fields), with
-    Oya's ``eval_clips`` (no model may train on Oya's evaluation clips) and ``num_threads``."""
-    return dataclasses.replace(RCGradFamilySetup.for_profile(profile, overrides), eval_clips=setup.eval_clips,
-                               num_threads=setup.num_threads)
+def rcgrad_setup(profile: str, setup: OyaSetup, overrides: Mapping | None = None,
+                 say: Callable[[str], None] | None = None) -> RCGradFamilySetup:
+    """The RCGrad family's setup under ``profile`` (and ``overrides`` that name its fields: the
+    notebook's own values that differ from the profile, e.g. ``-p`` overrides; see
+    :func:`vssl_core.training.rcgrad_family.borrowed_setup`, which says what reached the
+    borrowed models to ``say``), with Oya's ``eval_clips`` (no model may train on Oya's
+    evaluation clips) and ``num_threads``."""
+    return borrowed_setup(profile, overrides, say, eval_clips=setup.eval_clips, num_threads=setup.num_threads)
 
 
 def ab_scene_config(setup: OyaSetup) -> SceneConfig:
@@ -530,24 +594,32 @@ def _paper(table: Mapping[int, tuple], size: int, idx: tuple[int, int]) -> tuple
     return (row[idx[0]], row[idx[1]]) if row else (math.nan, math.nan)
 
 
+def _rule_columns(r: EvalResult, protocol: str) -> dict:
+    """The rule columns of a row scored under ``protocol`` (none under the companion's, whose
+    tables keep their published layout; its rule is printed above them)."""
+    return {} if protocol == "companion" else {"postprocess": r.postprocess, "protocol": protocol}
+
+
 def size_table(results: Mapping[int, Mapping[str, EvalResult]], random: EvalResult | None = None,
                paper: Mapping[int, tuple] = OYA_TABLE1_DE_NOVO,
-               paper_random: tuple[float, float] = OYA_RANDOM["table1"]) -> pd.DataFrame:
+               paper_random: tuple[float, float] = OYA_RANDOM["table1"], protocol: str = "companion") -> pd.DataFrame:
     """Table 1 / 5 analogue: one row per (training size, map) with CIs, and the paper's value
     for the same size when it has one (its sizes are 1k, 2.5k, 10k, 144k; default: the de novo
     columns of Table 1, as our models are trained from scratch).
 
     ``results[size]`` holds :data:`LOC` and :data:`POT` results; ``random`` adds the floor row
-    (``train_size`` 0) with ``paper_random`` beside it."""
+    (``train_size`` 0) with ``paper_random`` beside it. Under another ``protocol`` than the
+    companion's, each row also names its post-processing and the protocol."""
     rows = []
     for size, res in results.items():
         for name, idx in ((LOC, (0, 1)), (POT, (2, 3))):
             p = _paper(paper, size, idx)
             rows.append({"train_size": size, "map": name, "n": res[name].n, **_ci_row(res[name]),
-                         "paper_cIoU@0.5": p[0], "paper_AUC": p[1]})
+                         "paper_cIoU@0.5": p[0], "paper_AUC": p[1], **_rule_columns(res[name], protocol)})
     if random is not None:
         rows.append({"train_size": 0, "map": RANDOM, "n": random.n, **_ci_row(random),
-                     "paper_cIoU@0.5": paper_random[0], "paper_AUC": paper_random[1]})
+                     "paper_cIoU@0.5": paper_random[0], "paper_AUC": paper_random[1],
+                     **_rule_columns(random, protocol)})
     return pd.DataFrame(rows)
 
 
@@ -574,9 +646,10 @@ def gap_table(results: Mapping[int, Mapping[str, EvalResult]], n_boot: int = 100
 
 
 def type_table(results: Mapping[str, EvalResult], types: np.ndarray, at: float = 0.3,
-               n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
+               n_boot: int = 1000, seed: int = 0, protocol: str = "companion") -> pd.DataFrame:
     """Table 4 analogue: per type, localisation and potential maps (CIs), their paired gap, the
-    random floor (when ``results`` has :data:`RANDOM`) and the paper's numbers.
+    random floor (when ``results`` has :data:`RANDOM`) and the paper's numbers (and, under
+    another ``protocol`` than the companion's, the rule columns of :func:`size_table`).
 
     Types without samples are left out (a "none" type is shown when present)."""
     per = sample_types.evaluate_by_type({k: r.cious for k, r in results.items()}, types, at=at,
@@ -599,7 +672,7 @@ def type_table(results: Mapping[str, EvalResult], types: np.ndarray, at: float =
                     "gap_AUC_lo": g["AUC_lo"], "gap_AUC_hi": g["AUC_hi"]})
         p = OYA_TABLE4.get(t)
         row.update({"paper_loc_IoU": p[0] if p else math.nan, "paper_pot_IoU": p[2] if p else math.nan,
-                    "paper_gap_IoU": p[0] - p[2] if p else math.nan})
+                    "paper_gap_IoU": p[0] - p[2] if p else math.nan, **_rule_columns(results[LOC], protocol)})
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -621,9 +694,10 @@ def type_gap_table(results: Mapping[str, EvalResult], types: np.ndarray,
 
 
 def protocol_table(original: Mapping[str, EvalResult], concat: Mapping[str, EvalResult],
-                   side: Mapping[str, np.ndarray] | None = None) -> pd.DataFrame:
+                   side: Mapping[str, np.ndarray] | None = None, protocol: str = "companion") -> pd.DataFrame:
     """Each method on the original pairs and on the concat-and-localize set, side by side, with
-    the concat side accuracy when given (methods present in both)."""
+    the concat side accuracy when given (methods present in both; rule columns under another
+    ``protocol`` than the companion's, as :func:`size_table`)."""
     rows = []
     for name in original:
         if name not in concat:
@@ -634,5 +708,6 @@ def protocol_table(original: Mapping[str, EvalResult], concat: Mapping[str, Eval
         row.update(_ci_row(k, "concat_"))
         if side is not None and name in side:
             row["side_accuracy"] = float(np.mean(side[name]))
+        row.update(_rule_columns(o, protocol))
         rows.append(row)
     return pd.DataFrame(rows)

@@ -14,10 +14,25 @@ Protocol
 - Each method's maps carry their own post-processing (:mod:`vssl_core.eval.maps`):
   FlowGrad-H = clean(RCGrad) x flow magnitude, thresholded at 0.5 without renormalisation.
   See ``docs/conventions.md``.
+- Every trained model keeps the epoch with the lowest validation loss (windows of the
+  validation scenes, never the evaluation clips).
+
+Protocols (``FlowGradSetup.protocol``; :func:`evaluation_rules`)
+---------------------------------------------------------------
+``"companion"`` (the quick profile): as above, cIoU at the notebook's cut-off ``at`` (0.3, with
+0.5 beside), 1 s of audio from ``t - 0.5`` resampled to the model's rate, float flow.
+``"paper"`` (Sec. 3 "Metrics", following How to Listen): every map min-max normalised before
+the 0.5 binarisation (so FlowGrad-H and flow only too: "normalized optical flow"), cIoU@0.3 on
+Urbansas (How to Listen Sec. 3.3; "tau = 0.5" in Table 1 is the binarisation threshold).
+``"released"`` (the code that computed Table 1): no renormalisation of the flow maps, cIoU@0.3,
+the 1-s clips read at librosa's default 22.05 kHz and fed to the 16-kHz models unresampled, and
+the flow magnitude as its 8-bit JPEG (rounded, clipped to 0..255). Training is the same under
+every protocol (the published models were trained before any of this applies).
 """
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+import dataclasses
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,7 +40,8 @@ import pandas as pd
 
 from vssl_core.data.arrays import EvalArrays, load_evaluation
 from vssl_core.data.urbansas import UrbansasDataset
-from vssl_core.eval.maps import LocalizationMaps
+from vssl_core.errors import data_error
+from vssl_core.eval.maps import LocalizationMaps, minmax
 from vssl_core.eval.metrics import EvalResult
 from vssl_core.eval.scoring import paired_table as _paired_table
 from vssl_core.eval.scoring import result_columns, score, score_stream
@@ -34,7 +50,8 @@ from vssl_core.models.baselines import centred_box_maps, flow_only_maps, topline
 from vssl_core.training.rcgrad_family import RCGradFamilySetup, family_specs, trained_family
 from vssl_core.training.store import Models, ModelSpec
 
-__all__ = ["FlowGradSetup", "FLOWGRAD_TABLE1", "METHODS", "load_pairs", "model_specs", "trained_models", "method_stream", "method_maps",
+__all__ = ["FlowGradSetup", "PROTOCOLS", "EvalRules", "evaluation_rules", "protocol_maps", "released_flow",
+           "FLOWGRAD_TABLE1", "METHODS", "load_pairs", "model_specs", "trained_models", "method_stream", "method_maps",
            "table1", "paired_table", "sample_states", "pick_examples", "official_rcgrad_maps",
            "real_detector", "real_evaluation"]
 
@@ -61,17 +78,118 @@ METHODS = {
 }
 
 
+#: The protocol values of ``FlowGradSetup.protocol``.
+PROTOCOLS = ("companion", "paper", "released")
+#: The cut-off of the paper (following How to Listen on Urbansas) and of the released evaluation.
+PAPER_CUTOFF = 0.3
+#: The rate at which the released evaluation reads the 1-s clips (``librosa.load``'s default).
+RELEASED_AUDIO_SR = 22050
+#: The maps the paper's text min-max normalises but the released code does not.
+_RENORMALISED = ("FlowGrad-H", "Optical flow only", "FlowGrad-H (released RCGrad)")
+
+
 @dataclass(frozen=True)
 class FlowGradSetup(RCGradFamilySetup):
     """Notebook 02's parameters: the RCGrad family's split, sizes, training and flow
-    (:class:`~vssl_core.training.rcgrad_family.RCGradFamilySetup`, whose fields it has)."""
+    (:class:`~vssl_core.training.rcgrad_family.RCGradFamilySetup`, whose fields it has), and
+    the evaluation ``protocol``: ``"companion"``, ``"paper"`` or ``"released"`` (module
+    docstring; it changes no model)."""
+
+    protocol: str = "companion"
+
+    def __post_init__(self) -> None:
+        if self.protocol not in PROTOCOLS:
+            raise data_error(None, "protocol", f"{self.protocol!r} is not a protocol of FlowGrad's study",
+                             f"choose one of {PROTOCOLS}")
+
+
+@dataclass(frozen=True)
+class EvalRules:
+    """How one protocol scores Table 1 (printed above notebook 02's tables).
+
+    Attributes
+    ----------
+    protocol : str
+    cutoff : float
+    renormalise_flow : bool
+        Min-max FlowGrad-H and flow only before the 0.5 threshold (the paper's text).
+    audio, flow, checkpoint : str
+        The evaluation audio, the flow magnitude, which epoch of each model is kept.
+    """
+
+    protocol: str
+    cutoff: float
+    renormalise_flow: bool
+    audio: str
+    flow: str
+    checkpoint: str = "the epoch with the lowest validation loss (validation scenes)"
+
+    @property
+    def postprocess(self) -> str:
+        maps = "min-max, then >= 0.5" if self.renormalise_flow else "thresholded at 0.5 as they are"
+        return f"RCGrad / IC / EN 'clean'; FlowGrad-H and flow only {maps}"
+
+    def __str__(self) -> str:
+        return (f"Protocol {self.protocol!r} (FlowGrad's study, docs/conventions.md 'Deviations from the papers'):\n"
+                f"  scoring: {self.postprocess}; cIoU@{self.cutoff:g} and AUC\n"
+                f"  evaluation audio: {self.audio}\n  flow: {self.flow}\n  checkpoint: {self.checkpoint}")
+
+
+def evaluation_rules(setup: RCGradFamilySetup, at: float | None = None) -> EvalRules:
+    """The rules of ``setup.protocol`` (a plain family setup: the companion's), checked against
+    the notebook's cut-off ``at``.
+
+    Raises
+    ------
+    DataError
+        ``at`` differs from the paper's and released evaluation's 0.3 under those protocols.
+    """
+    protocol = getattr(setup, "protocol", "companion")
+    if protocol == "companion":
+        return EvalRules("companion", float(PAPER_CUTOFF if at is None else at), False,
+                         f"1 s from t - 0.5 at the model's {setup.audio_sr} Hz", "float px per 8-fps step")
+    if at is not None and at != PAPER_CUTOFF:
+        raise data_error(None, "at", f"{at!r} disagrees with protocol {protocol!r} (cIoU@{PAPER_CUTOFF:g} on "
+                         "Urbansas, How to Listen Sec. 3.3, which FlowGrad follows)",
+                         f"set at = {PAPER_CUTOFF}, or protocol = 'companion' to choose your own cut-off")
+    if protocol == "paper":
+        return EvalRules("paper", PAPER_CUTOFF, True, f"1 s from t - 0.5 at the model's {setup.audio_sr} Hz",
+                         "float px per 8-fps step")
+    return EvalRules("released", PAPER_CUTOFF, False,
+                     f"1 s from t - 0.5 read at {RELEASED_AUDIO_SR} Hz and fed unresampled to the "
+                     f"{setup.audio_sr}-Hz models", "px per 8-fps step as the released 8-bit JPEG (rounded, 0..255)")
+
+
+def released_flow(flow: np.ndarray) -> np.ndarray:
+    """Flow magnitudes as the released evaluation reads them back from its 8-bit JPEGs
+    (``cv2.imwrite`` of a float image: rounded, clipped to 0..255), float32. The JPEG
+    compression is not simulated, and the companion quantises after the resize to 224."""
+    return np.clip(np.rint(np.asarray(flow, dtype=np.float32)), 0, 255).astype(np.float32)
 
 
 def load_pairs(dataset: UrbansasDataset, clips: Sequence[str] | None, setup: RCGradFamilySetup,
                image_size: int | None = None, progress: bool = True) -> EvalArrays:
-    """The FlowGrad pairs of ``clips`` (None: all) at the setup's image size, flow and audio rate."""
-    return load_evaluation(dataset, clips, image_size=image_size or setup.image_size, flow=setup.flow,
-                           audio_sr=setup.audio_sr, progress=progress)
+    """The FlowGrad pairs of ``clips`` (None: all) at the setup's image size, flow and audio rate.
+
+    Under ``protocol="released"`` the audio is read at 22.05 kHz and labelled with the
+    model's rate (so it reaches the model unresampled, 1.38 s at 16 kHz), and the flow is
+    quantised as the released JPEGs (:func:`released_flow`)."""
+    released = getattr(setup, "protocol", "companion") == "released"
+    ev = load_evaluation(dataset, clips, image_size=image_size or setup.image_size, flow=setup.flow,
+                         audio_sr=RELEASED_AUDIO_SR if released else setup.audio_sr, progress=progress)
+    if released:
+        ev = dataclasses.replace(ev.with_audio(ev.audio, setup.audio_sr), flow=released_flow(ev.flow))
+    return ev
+
+
+def protocol_maps(stream: Iterable[tuple[str, LocalizationMaps]], protocol: str = "companion"
+                  ) -> Iterator[tuple[str, LocalizationMaps]]:
+    """``stream`` as ``protocol`` scores it: under ``"paper"`` FlowGrad-H and flow only are min-max
+    normalised (still thresholded at 0.5, rule ``"none"``); otherwise unchanged."""
+    for name, m in stream:
+        if protocol == "paper" and name in _RENORMALISED:
+            m = LocalizationMaps(minmax(m.maps.astype(np.float32, copy=False)), "none", m.method)
+        yield name, m
 
 
 def model_specs(setup: RCGradFamilySetup, models: Models, progress: bool = True) -> dict[str, ModelSpec]:
@@ -87,13 +205,19 @@ def trained_models(setup: RCGradFamilySetup, models: Models | None = None, progr
 
 
 def method_stream(models: Mapping, ev: EvalArrays, detector=None,
-                  clip_end: float | Sequence[float] = 9.5) -> Iterator[tuple[str, LocalizationMaps]]:
+                  clip_end: float | Sequence[float] = 9.5, protocol: str = "companion"
+                  ) -> Iterator[tuple[str, LocalizationMaps]]:
     """Maps of every Table 1 method on the same samples, in the metric's space, one method at
     a time as ``(name, maps)`` (at most two methods' maps alive when the consumer drops each).
 
     ``models`` may hold any of "rcgrad", "flowgrad_ic", "flowgrad_en"; the topline needs a
     detector (the oracle on synthetic data, Faster R-CNN with user weights on real data).
+    ``protocol`` as :func:`protocol_maps`.
     """
+    yield from protocol_maps(_method_stream(models, ev, detector, clip_end), protocol)
+
+
+def _method_stream(models: Mapping, ev: EvalArrays, detector, clip_end) -> Iterator[tuple[str, LocalizationMaps]]:
     if detector is not None:
         yield "Vision-only+CF+TF (topline)", topline_maps(detector, list(ev.clips), list(ev.times), clip_end)
     yield "Optical flow only", flow_only_maps(ev)
@@ -112,20 +236,25 @@ def method_stream(models: Mapping, ev: EvalArrays, detector=None,
 
 
 def method_maps(models: Mapping, ev: EvalArrays, detector=None,
-                clip_end: float | Sequence[float] = 9.5) -> dict[str, LocalizationMaps]:
+                clip_end: float | Sequence[float] = 9.5, protocol: str = "companion") -> dict[str, LocalizationMaps]:
     """Every method's maps at once (:func:`method_stream` collected): ~0.2 MB per sample and
     method; prefer :func:`vssl_core.eval.scoring.score_stream` for large sets."""
-    return dict(method_stream(models, ev, detector, clip_end))
+    return dict(method_stream(models, ev, detector, clip_end, protocol))
 
 
-def table1(results: Mapping[str, EvalResult], extra_cutoff: float | None = 0.5) -> pd.DataFrame:
+def table1(results: Mapping[str, EvalResult], extra_cutoff: float | None = 0.5,
+           protocol: str = "companion") -> pd.DataFrame:
     """Table 1: cIoU at the released code's cut-off (and at ``extra_cutoff``), AUC, 95% CIs and
-    the paper's numbers beside ours."""
+    the paper's numbers beside ours. ``postprocess`` names each row's rule (``"min-max+none"``
+    for the maps the paper's protocol renormalises); under another ``protocol`` than the
+    companion's a ``protocol`` column is added."""
     rows = []
     for name, r in results.items():
         paper = FLOWGRAD_TABLE1.get(METHODS.get(name) or "", (np.nan, np.nan))
+        rule = "min-max+none" if protocol == "paper" and name in _RENORMALISED else r.postprocess
         rows.append({"method": name, "n": r.n, **result_columns(r, extra_cutoff=extra_cutoff),
-                     "postprocess": r.postprocess, "paper_IoU": paper[0], "paper_AUC": paper[1]})
+                     "postprocess": rule, "paper_IoU": paper[0], "paper_AUC": paper[1],
+                     **({} if protocol == "companion" else {"protocol": protocol})})
     return pd.DataFrame(rows)
 
 
@@ -217,10 +346,11 @@ def real_evaluation(models: Mapping, dataset: UrbansasDataset, setup: RCGradFami
     ``models`` (trained on synthetic data) are applied as they are; ``official_rcgrad`` adds the
     released RCGrad and its FlowGrad-H (224 px); ``detector_weights`` adds the topline.
     """
+    protocol = getattr(setup, "protocol", "companion")
     ev = load_pairs(dataset, None, setup, progress=progress)
-    results, _, _ = score_stream(method_stream(models, ev, real_detector(detector_weights, dataset)),
+    results, _, _ = score_stream(method_stream(models, ev, real_detector(detector_weights, dataset), protocol=protocol),
                                  ev.gt, at=at, n_boot=n_boot, seed=seed)
     if official_rcgrad:
-        results.update(score(official_rcgrad_maps(official_rcgrad, dataset, setup, progress=progress),
-                             ev.gt, at=at, n_boot=n_boot, seed=seed))
-    return table1(results), paired_table(results, n_boot=n_boot, seed=seed)
+        official = official_rcgrad_maps(official_rcgrad, dataset, setup, progress=progress)
+        results.update(score(dict(protocol_maps(official.items(), protocol)), ev.gt, at=at, n_boot=n_boot, seed=seed))
+    return table1(results, protocol=protocol), paired_table(results, n_boot=n_boot, seed=seed)

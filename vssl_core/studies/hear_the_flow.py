@@ -22,6 +22,23 @@ Protocol
   FlowGrad pairs of the held-out clips. Maps: the cosine map resized to 224 and min-max scaled,
   scored by default with ``median`` post-processing and cIoU@0.5 (docs/conventions.md, "LVS and Hear The Flow"); :func:`score`
   can swap the post-processing (see there why the notebook does).
+- Every model keeps the epoch with the lowest loss on a **validation split** (windows of the
+  validation scenes, never the evaluation clips). The released code keeps the epoch with the
+  best cIoU on its *test* set (``ModelCheckpoint(monitor="val/cIoU")`` over the test loader);
+  that selection is documented here, not reproduced.
+
+Protocols (``HearTheFlowSetup.protocol``; :func:`evaluation_rules`)
+-------------------------------------------------------------------
+``"companion"`` (the quick profile): ``"clean"`` post-processing at the notebook's cut-off
+(0.3), FlowGrad's 1 s of evaluation audio from ``t - 0.5``, signed float flow over one 8-fps
+step (``flow_window_s``). ``"paper"`` (Sec. 4.2-4.3): ``"median"`` binarisation, cIoU@0.5, 3 s
+of evaluation audio centred on the frame (``audio_seconds``), the flow between the frame and
+the next *native* frame. ``"released"``: the paper's rules plus the released code where it
+differs from the text: the flow fed as its 8-bit JPEG encoding (:func:`vssl_core.models.htf.jpeg_flow_field`),
+BatchNorm of a frozen vision encoder in train mode, a random ``conv1`` in a pretrained flow
+encoder, and a pretrained flow encoder on every flow row (``--pretrain_flow 1``, the default,
+also in row d). Model recipes change only where a protocol changes the model or its data, so
+the companion's shipped weights stay valid.
 """
 from __future__ import annotations
 
@@ -33,7 +50,7 @@ from functools import cache
 import numpy as np
 import pandas as pd
 
-from vssl_core.data.arrays import EvalArrays, load_evaluation
+from vssl_core.data.arrays import EVAL_AUDIO_SECONDS, EvalArrays, load_evaluation
 from vssl_core.data.flow import FlowParams
 from vssl_core.data.synth import GENERATOR_VERSION
 from vssl_core.data.training_set import TrainingScenes, load_training_data, validation_pairs
@@ -45,13 +62,15 @@ from vssl_core.eval.scoring import result_columns
 from vssl_core.eval.scoring import score_stream as _score_stream
 from vssl_core.models import lvs_maps
 from vssl_core.models.baselines import centred_box_maps, flow_only_maps
-from vssl_core.models.htf import HTF, HTFConfig, build_htf
+from vssl_core.errors import data_error
+from vssl_core.models.htf import HTF, HTFConfig, JpegFlowField, build_htf
 from vssl_core.models.lvs import LVS
 from vssl_core.repro.profiles import StudySetup
 from vssl_core.training.loop import TrainConfig
 from vssl_core.training.store import Models, ModelSpec
 
-__all__ = ["HearTheFlowSetup", "TABLE4_ROWS", "MODEL_NAMES", "HTF_TABLE4", "HTF_TABLE5", "load_pairs", "prior_spec",
+__all__ = ["HearTheFlowSetup", "PROTOCOLS", "EvalRules", "evaluation_rules", "TABLE4_ROWS", "MODEL_NAMES",
+           "HTF_TABLE4", "HTF_TABLE5", "load_pairs", "prior_spec",
            "model_config", "model_specs", "trained_models", "chance_loss", "validation_metrics", "audio_sensitivity", "score",
            "score_stream", "with_postprocess", "table4_stream", "table4", "table5"]
 
@@ -67,6 +86,14 @@ HTF_TABLE5 = {"MaxPool": (0.379, 0.393), "ResNet18": (0.393, 0.398)}
 
 #: Hear The Flow reports cIoU@0.5; the tables add it beside the notebook's cut-off.
 PAPER_CUTOFF = 0.5
+#: Hear The Flow's post-processing of LVS / HTF maps (min-max, then 1 above the median).
+PAPER_POSTPROCESS = "median"
+#: The companion's default rule and cut-off for street scenes (notebook 03's parameters).
+COMPANION_POSTPROCESS, COMPANION_CUTOFF = "clean", 0.3
+#: The protocol values of ``HearTheFlowSetup.protocol``.
+PROTOCOLS = ("companion", "paper", "released")
+#: ``flow_window_s`` of every protocol but the companion's, which do not read it.
+_DEFAULT_WINDOW = 0.125
 
 #: Table 4 rows: (flow, pretrained vision, frozen vision).
 TABLE4_ROWS: dict[str, tuple[bool, bool, bool]] = {
@@ -92,19 +119,25 @@ class HearTheFlowSetup(StudySetup):
         Input side (px), ResNet-18 width multiplier, layer4 stride. The paper: 224 px, 1.0,
         stride 2 (7x7 grid); the quick profile: 112 px, 0.25, stride 1 (7x7 grid).
     audio_sr, audio_seconds : int, float
-        Audio rate (Hz) and training window (s); Hear The Flow uses 3 s at 22.05 kHz.
-        Evaluation uses FlowGrad's 1 s from t - 0.5 at ``audio_sr``.
+        Audio rate (Hz) and training window (s); Hear The Flow uses 3 s at 22.05 kHz (released
+        code; its text says 16 kHz). Evaluation: FlowGrad's 1 s from t - 0.5 at ``audio_sr``
+        (companion protocol) or ``audio_seconds`` centred on the frame (paper, released).
     epochs, batch_size, lr, seed : int, int, float, int
         Adam; the best epoch by validation loss is kept (the paper: lr 1e-3, batch 128, 100 epochs).
     patience : int
         Early stopping: epochs without a lower validation loss before training stops.
     flow_window_s : float
-        Flow aggregation window (s).
+        Flow aggregation window (s) of the companion protocol.
     prior_epochs : int
         Epochs of the object prior (our stand-in for ImageNet: "pretrained vision").
     imagenet_weights : str
         Local torchvision ResNet-18 state dict: used as the vision prior instead of the object
         prior (needs ``width=1.0``); '' for the object prior.
+    protocol : {"companion", "paper", "released"}
+        The evaluation rules and, for ``"paper"`` / ``"released"``, the flow and model details
+        of Hear The Flow's text / released code (module docstring, :func:`evaluation_rules`).
+        Under ``"paper"`` and ``"released"`` the flow is one native frame pair, so
+        ``flow_window_s`` must keep its default.
     num_threads : int or None
         torch threads while training (None: torch's default).
     """
@@ -131,11 +164,35 @@ class HearTheFlowSetup(StudySetup):
     patience: int = 3
     prior_epochs: int = 6
     imagenet_weights: str = ""
+    protocol: str = "companion"
     num_threads: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.protocol not in PROTOCOLS:
+            raise data_error(None, "protocol", f"{self.protocol!r} is not a protocol of Hear The Flow's study",
+                             f"choose one of {PROTOCOLS}")
+        if self.protocol != "companion" and self.flow_window_s != _DEFAULT_WINDOW:
+            raise data_error(None, "flow_window_s", f"{self.flow_window_s} s, but protocol {self.protocol!r} uses "
+                             "Hear The Flow's flow between a frame and the next native frame",
+                             f"leave flow_window_s = {_DEFAULT_WINDOW}, or set protocol = 'companion' to choose the window")
 
     @property
     def flow(self) -> FlowParams:
-        return FlowParams(window_s=self.flow_window_s)
+        """The flow the models read: ``flow_window_s`` of 8-fps steps (companion), or one pair of
+        consecutive native frames (Hear The Flow Sec. 4.3; the paper and released protocols)."""
+        if self.protocol == "companion":
+            return FlowParams(window_s=self.flow_window_s)
+        return FlowParams.native()
+
+    @property
+    def eval_audio_seconds(self) -> float:
+        """Evaluation audio, centred on the frame: FlowGrad's 1 s (companion) or the training
+        window ``audio_seconds`` (Hear The Flow: 3 s centred on the frame, Sec. 4.3)."""
+        return EVAL_AUDIO_SECONDS if self.protocol == "companion" else float(self.audio_seconds)
+
+    @property
+    def released(self) -> bool:
+        return self.protocol == "released"
 
     @property
     def scenes(self) -> TrainingScenes:
@@ -146,12 +203,92 @@ class HearTheFlowSetup(StudySetup):
                            early_stopping_patience=self.patience, num_threads=self.num_threads)
 
 
+# -- protocol --------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class EvalRules:
+    """How one protocol scores Hear The Flow's models (printed above notebook 03's tables).
+
+    Attributes
+    ----------
+    protocol : str
+    postprocess : str
+        The rule applied to the LVS / HTF maps (the flow and centred-box references keep theirs).
+    cutoff : float
+        cIoU cut-off of the tables (their ``cIoU@<cutoff>`` columns).
+    audio_seconds : float
+        Evaluation audio, centred on the frame.
+    flow, model, checkpoint : str
+        What the models read, how the released switches are set, which epoch is kept.
+    """
+
+    protocol: str
+    postprocess: str
+    cutoff: float
+    audio_seconds: float
+    flow: str
+    model: str
+    checkpoint: str
+
+    def __str__(self) -> str:
+        return (f"Protocol {self.protocol!r} (Hear The Flow's study, docs/conventions.md 'Deviations from the papers'):\n"
+                f"  scoring: LVS / HTF maps post-processed '{self.postprocess}', cIoU@{self.cutoff:g} and AUC\n"
+                f"  evaluation audio: {self.audio_seconds:g} s centred on the frame\n"
+                f"  flow: {self.flow}\n  model: {self.model}\n  checkpoint: {self.checkpoint}")
+
+
+def evaluation_rules(setup: HearTheFlowSetup, at: float | None = None, lvs_postprocess: str | None = None) -> EvalRules:
+    """The rules of ``setup.protocol``, checked against the notebook's ``at`` and ``lvs_postprocess``.
+
+    Under ``"companion"`` the notebook's values are the rules (None: 0.3 and ``"clean"``). Under
+    ``"paper"`` and ``"released"`` the rules are Hear The Flow's (``"median"``, cIoU@0.5,
+    Sec. 4.2); a notebook value that disagrees is refused, naming the parameter.
+
+    Raises
+    ------
+    DataError
+        ``at`` or ``lvs_postprocess`` disagree with the protocol.
+    """
+    checkpoint = ("the epoch with the lowest validation loss (validation scenes; the released code "
+                  "picks the best test-set cIoU: documented, not reproduced)")
+    if setup.protocol == "companion":
+        return EvalRules("companion", lvs_postprocess or COMPANION_POSTPROCESS,
+                         float(COMPANION_CUTOFF if at is None else at), setup.eval_audio_seconds,
+                         f"signed float (dx, dy) over {setup.flow_window_s:g} s of 8-fps steps",
+                         "frozen vision keeps its BatchNorm statistics; flow encoder conv1 = RGB mean, "
+                         "pretrained with the vision", checkpoint)
+    for name, value, want in (("at", at, PAPER_CUTOFF), ("lvs_postprocess", lvs_postprocess, PAPER_POSTPROCESS)):
+        if value is not None and value != want:
+            raise data_error(None, name, f"{value!r} disagrees with protocol {setup.protocol!r} "
+                             f"(Hear The Flow: '{PAPER_POSTPROCESS}' maps, cIoU@{PAPER_CUTOFF:g}, Sec. 4.2)",
+                             f"set {name} = {want!r}, or protocol = 'companion' to choose your own rule")
+    flow = "signed float (dx, dy) between the frame and the next native frame (Sec. 4.3)"
+    model = ("as the text: frozen vision keeps its BatchNorm statistics; flow encoder conv1 = RGB mean, "
+             "pretrained with the vision")
+    if setup.released:
+        flow = ("the next native frame, as the released 8-bit JPEGs: min(max(round(d), 0), 255) / 255 "
+                "(leftward and upward motion lost)")
+        model = ("as released: frozen vision = requires_grad=False only (BatchNorm in train mode); pretrained "
+                 "flow encoder on every flow row (pretrain_flow=1) with a random conv1")
+    return EvalRules(setup.protocol, PAPER_POSTPROCESS, PAPER_CUTOFF, setup.eval_audio_seconds, flow, model,
+                     checkpoint)
+
+
 # -- data ------------------------------------------------------------------------------------------
+def _encoded(arrays, setup: HearTheFlowSetup):
+    """``arrays`` (EvalArrays or TrainingArrays) with the flow field as the protocol feeds it."""
+    if not setup.released or arrays.flow_field is None:
+        return arrays
+    return dataclasses.replace(arrays, flow_field=JpegFlowField(arrays.flow_field))
+
+
 def load_pairs(dataset: UrbansasDataset, clips: Sequence[str] | None, setup: HearTheFlowSetup,
                progress: bool = True) -> EvalArrays:
-    """The FlowGrad pairs of ``clips`` with the flow field (``EvalArrays.flow_field``)."""
-    return load_evaluation(dataset, clips, image_size=setup.image_size, flow=setup.flow,
-                           audio_sr=setup.audio_sr, flow_field=True, progress=progress)
+    """The FlowGrad pairs of ``clips`` with the flow field (``EvalArrays.flow_field``), the audio
+    window and flow of ``setup.protocol`` (:attr:`HearTheFlowSetup.eval_audio_seconds`,
+    :attr:`HearTheFlowSetup.flow`; the released JPEG encoding under ``"released"``)."""
+    return _encoded(load_evaluation(dataset, clips, image_size=setup.image_size, flow=setup.flow,
+                                    audio_sr=setup.audio_sr, flow_field=True, progress=progress,
+                                    audio_seconds=setup.eval_audio_seconds), setup)
 
 
 @cache
@@ -159,7 +296,7 @@ def _windows(setup: HearTheFlowSetup, progress: bool = True):
     d = load_training_data(setup.scenes, n_windows=setup.train_windows, n_val_windows=setup.val_windows,
                            seconds=setup.audio_seconds, image_size=setup.image_size, flow=setup.flow,
                            audio_sr=setup.audio_sr, seed=setup.seed, flow_field=True, progress=progress)
-    return d.train, d.val
+    return _encoded(d.train, setup), _encoded(d.val, setup)
 
 
 @cache
@@ -167,7 +304,7 @@ def _val_pairs(setup: HearTheFlowSetup) -> EvalArrays:
     pairs = validation_pairs(setup.scenes, image_size=setup.image_size, flow=setup.flow, audio_sr=setup.audio_sr,
                              flow_field=True, progress=False)
     step = max(1, len(pairs) // 256)
-    return pairs.subset(list(range(0, len(pairs), step)))
+    return _encoded(pairs, setup).subset(list(range(0, len(pairs), step)))
 
 
 def _data_recipe(setup: HearTheFlowSetup) -> dict:
@@ -211,13 +348,27 @@ def prior_spec(setup: HearTheFlowSetup, progress: bool = True) -> ModelSpec | No
 def model_config(setup: HearTheFlowSetup, *, flow: bool, pretrained: bool, frozen: bool,
                  flow_encoder: str = "resnet") -> HTFConfig:
     """The :class:`HTFConfig` of one ablation cell (``flow_encoder`` applies when ``flow``); the
-    vision prior itself is loaded by the model's spec (:func:`model_specs`)."""
+    vision prior itself is loaded by the model's spec (:func:`model_specs`). Under
+    ``protocol="released"`` the released switches are set where they apply: the JPEG flow input
+    on flow rows, train-mode BatchNorm on frozen rows, and a pretrained flow encoder (every
+    ResNet flow row, as ``--pretrain_flow 1``) with a random ``conv1``."""
     if frozen and not pretrained:
         raise ValueError("freezing a randomly initialised vision encoder is not an ablation of the paper")
-    return HTFConfig(flow_encoder=flow_encoder if flow else "none", freeze_vision=frozen,
-                     pretrained_vision=None, pretrained_flow=pretrained,
+    encoder = flow_encoder if flow else "none"
+    released: dict = {}
+    pretrained_flow = pretrained
+    if setup.released:
+        if flow:
+            released["flow_input"] = "jpeg"
+        if frozen:
+            released["frozen_batchnorm"] = "train"
+        if encoder == "resnet":
+            pretrained_flow = True
+            released["flow_conv1"] = "random"
+    return HTFConfig(flow_encoder=encoder, freeze_vision=frozen,
+                     pretrained_vision=None, pretrained_flow=pretrained_flow,
                      width=setup.width, layer4_stride=setup.layer4_stride, image_size=setup.image_size,
-                     audio_sr=setup.audio_sr, audio_seconds=setup.audio_seconds)
+                     audio_sr=setup.audio_sr, audio_seconds=setup.audio_seconds, **released)
 
 
 def chance_loss(batch_size: int) -> float:
@@ -245,14 +396,18 @@ def model_specs(setup: HearTheFlowSetup, models: Models, progress: bool = True,
     cells["MaxPool"] = (True, True, True, "maxpool")
     for row, (flow, pretrained, frozen, encoder) in cells.items():
         cfg = model_config(setup, flow=flow, pretrained=pretrained, frozen=frozen, flow_encoder=encoder)
+        # released row d: a random vision encoder beside a pretrained flow encoder
+        flow_prior = not pretrained and cfg.flow_encoder == "resnet" and cfg.pretrained_flow
 
-        def factory(cfg=cfg, pretrained=pretrained):
-            if not pretrained:
+        def factory(cfg=cfg, pretrained=pretrained, flow_prior=flow_prior):
+            if not pretrained and not flow_prior:
                 return build_htf(cfg)[0]
             if setup.imagenet_weights:
-                return build_htf(dataclasses.replace(cfg, pretrained_vision=setup.imagenet_weights))[0]
-            return build_htf(cfg, models.get(prior).encoder_state())[0]
+                return build_htf(dataclasses.replace(cfg, pretrained_vision=setup.imagenet_weights), image=pretrained)[0]
+            return build_htf(cfg, models.get(prior).encoder_state(), image=pretrained)[0]
         recipe = {"model": cfg.to_dict(), "data": _data_recipe(setup), "vision": vision_recipe if pretrained else None}
+        if flow_prior:
+            recipe["flow_prior"] = vision_recipe
         specs[row] = ModelSpec(MODEL_NAMES[row], recipe, factory, setup.train_config(), lambda: _windows(setup, progress),
                                validation_metrics(setup, lvs_postprocess), minutes=6.0)
     return specs
@@ -315,10 +470,18 @@ def _row(r: EvalResult) -> dict:
     return {"n": r.n, **result_columns(r, extra_cutoff=PAPER_CUTOFF)}
 
 
+def _rule_columns(r: EvalResult, protocol: str) -> dict:
+    """The rule columns of a table row scored under ``protocol`` (none under the companion's,
+    whose tables keep their published layout; its rule is printed above them)."""
+    return {} if protocol == "companion" else {"postprocess": r.postprocess, "protocol": protocol}
+
+
 def table4(results: Mapping[str, EvalResult], prior_name: str = "vehicle prior",
-           sensitivity: Mapping[str, float] | None = None) -> pd.DataFrame:
+           sensitivity: Mapping[str, float] | None = None, protocol: str = "companion") -> pd.DataFrame:
     """Table 4: one row per ablation letter present in ``results`` (plus any extra rows such
-    as references), with :func:`audio_sensitivity` where given and the paper's numbers."""
+    as references), with :func:`audio_sensitivity` where given and the paper's numbers; under
+    another ``protocol`` than the companion's, each row also names its post-processing and
+    the protocol."""
     rows = []
     for key, r in results.items():
         flow, pre, frozen = TABLE4_ROWS.get(key, (None, None, None))
@@ -326,14 +489,16 @@ def table4(results: Mapping[str, EvalResult], prior_name: str = "vehicle prior",
         rows.append({"model": key, "flow": flow, f"pretrained vision ({prior_name})": pre,
                      "frozen vision": frozen, **_row(r),
                      "audio sensitivity": (sensitivity or {}).get(key, np.nan),
-                     "paper_cIoU@0.5": paper[0], "paper_AUC": paper[1]})
+                     "paper_cIoU@0.5": paper[0], "paper_AUC": paper[1], **_rule_columns(r, protocol)})
     return pd.DataFrame(rows)
 
 
-def table5(results: Mapping[str, EvalResult]) -> pd.DataFrame:
-    """Table 5: the flow encoders ("MaxPool", "ResNet18") with the paper's VGGS-10k numbers."""
+def table5(results: Mapping[str, EvalResult], protocol: str = "companion") -> pd.DataFrame:
+    """Table 5: the flow encoders ("MaxPool", "ResNet18") with the paper's VGGS-10k numbers
+    (rule columns as :func:`table4`)."""
     rows = []
     for key, r in results.items():
         paper = HTF_TABLE5.get(key, (np.nan, np.nan))
-        rows.append({"flow network": key, **_row(r), "paper_cIoU@0.5": paper[0], "paper_AUC": paper[1]})
+        rows.append({"flow network": key, **_row(r), "paper_cIoU@0.5": paper[0], "paper_AUC": paper[1],
+                     **_rule_columns(r, protocol)})
     return pd.DataFrame(rows)

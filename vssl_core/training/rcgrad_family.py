@@ -22,8 +22,9 @@ Recipe (what :func:`family_specs` trains, in this order):
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 from functools import cache
 
 import numpy as np
@@ -36,7 +37,7 @@ from vssl_core.training.loop import TrainConfig
 from vssl_core.training.store import Models, ModelSpec
 
 __all__ = ["RCGradFamilySetup", "FAMILY", "family_specs", "prior_spec", "trained_family", "trained_rcgrad",
-           "validation_metrics", "data_recipe"]
+           "validation_metrics", "data_recipe", "borrowed_setup"]
 
 #: The models of the family, in training order.
 FAMILY = ("rcgrad", "flowgrad_ic", "flowgrad_en")
@@ -123,6 +124,40 @@ class RCGradFamilySetup(StudySetup):
     def train_config(self, epochs: int, lr: float | None = None) -> TrainConfig:
         return TrainConfig(epochs=epochs, batch_size=self.batch_size, lr=self.lr if lr is None else lr,
                            seed=self.seed, early_stopping_patience=self.patience, num_threads=self.num_threads)
+
+
+def borrowed_setup(profile: str, overrides: Mapping[str, Any] | None = None,
+                   say: Callable[[str], None] | None = None, **fixed: Any) -> RCGradFamilySetup:
+    """The family's setup as another notebook borrows it (notebook 02's models, reused by 03-05).
+
+    The values are ``profile``'s ``[02_flowgrad]`` ones, then ``overrides`` that name fields of
+    the family, then ``fixed``. ``overrides`` are the borrowing notebook's own values that differ
+    from the profile (``-p NAME=VALUE`` of ``regenerate``, or a value edited in its parameters
+    cell: what :func:`vssl_core.repro.session.check_profile` returns), so that an override
+    reaches every model a notebook uses, as ``python -m vssl_core train -p`` applies one to every
+    study. Names that are not family fields (e.g. ``at``, ``protocol``) are ignored.
+
+    Parameters
+    ----------
+    profile : str
+    overrides : mapping, optional
+    say : callable str -> None, optional
+        Where to say which overrides reached the borrowed models (None: silent).
+    **fixed
+        Fields set whatever the profile and overrides say (e.g. ``eval_clips``).
+
+    Returns
+    -------
+    RCGradFamilySetup
+    """
+    names = RCGradFamilySetup.field_names()
+    used = {k: v for k, v in dict(overrides or {}).items() if k in names}
+    setup = dataclasses.replace(RCGradFamilySetup.for_profile(profile, used), **fixed)
+    if say is not None:
+        given = ", ".join(f"{k} = {v!r}" for k, v in {**used, **fixed}.items())
+        say(f"Notebook 02's RCGrad family (borrowed) under profile {profile!r}"
+            + (f" with {given}" if given else ", as notebook 02 trains it") + ".")
+    return setup
 
 
 def data_recipe(setup: RCGradFamilySetup) -> dict:
