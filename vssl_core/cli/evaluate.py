@@ -15,7 +15,7 @@ Arguments and paths are checked before scoring; the result is printed before the
 per-sample file is written, so a failing write never loses it. The arrays are read a block of
 rows at a time (:class:`vssl_core.data.streaming.NpyRows`; heatmaps of another size are resized
 per block): 20,000 maps need a few hundred MB, not the 8 GB of both arrays
-(``benchmarks/bench_evaluate_memory.py``).
+(``benchmarks/memory_evaluate.py``).
 """
 from __future__ import annotations
 

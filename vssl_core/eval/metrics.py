@@ -17,7 +17,7 @@ Conventions and units
   accept 3-D row array-likes (``shape``, ``ndim``, ``dtype``, ``x[a:b]``), e.g.
   :class:`vssl_core.data.streaming.NpyRows` over a ``.npy`` file: 20,000 maps are then scored
   without holding them (``python -m vssl_core evaluate`` does this;
-  ``benchmarks/bench_evaluate_memory.py`` measures it).
+  ``benchmarks/memory_evaluate.py`` measures it).
 
 Per-sample cIoU (docs/conventions.md, "Metrics: cIoU, cut-offs and AUC")
 ----------------------------------------

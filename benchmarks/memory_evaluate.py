@@ -2,7 +2,7 @@
 of rows at a time) vs the same scores computed from both arrays loaded whole with ``np.load``
 (the baseline; what the command did before).
 
-Usage: ``python benchmarks/bench_evaluate_memory.py [--n 20000] [--size 224] [--n-boot 1000]
+Usage: ``python benchmarks/memory_evaluate.py [--n 20000] [--size 224] [--n-boot 1000]
 [--dir DIR]``.
 
 The inputs are synthetic: ``--n`` float32 heatmaps ``(n, size, size)`` (smooth random blobs)
