@@ -61,7 +61,7 @@ def test_localizer_maps_shapes_and_checks():
     model = HTF(hs.model_config(SETUP, flow=True, pretrained=False, frozen=False)).eval()
     out = lvs_maps.localizer_maps(model, images, audio, field, chunk_size=3)
     same = lvs_maps.maps(model, make_pairs(images, audio, flow_field=field))
-    np.testing.assert_allclose(same.maps, out.maps, atol=1e-6)
+    np.testing.assert_allclose(same.maps, out.maps, atol=1e-5)  # batch-size rounding of the convolutions, through a cubic kernel
     assert isinstance(out, LocalizationMaps) and out.maps.shape == (4, 224, 224)
     assert out.postprocess == "median" and out.method == "htf"
     assert out.maps.min() >= 0 and out.maps.max() <= 1

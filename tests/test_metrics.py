@@ -573,3 +573,52 @@ def test_row_array_likes_score_as_the_arrays_they_hold(tmp_path):
     np.save(tmp_path / "bad.npy", small)
     with pytest.raises(DataError, match=r"samples \[66\]"):
         M.validate_maps(NpyRows(tmp_path / "bad.npy"), maps_file="bad.npy")
+
+
+def _released_median_rule(m: np.ndarray) -> np.ndarray:
+    """The released LVS test / HTF evaluation, written out: min-max, values above the median
+    element set to 1, then values below 1 set to 0."""
+    pred = (m - m.min()) / (m.max() - m.min())
+    med = np.sort(pred.ravel())[M.MEDIAN_INDEX]
+    pred[pred > med] = 1
+    pred[pred < 1] = 0
+    return pred
+
+
+def test_median_rule_is_the_released_one_on_degenerate_maps():
+    """Maps with more than half of their pixels at the maximum (saturated), at the minimum, two
+    values only, and a plain random map: postprocess("median") and the ciou fast path both give
+    the released rule's mask."""
+    rng = np.random.default_rng(3)
+    G_ = M.GRID
+    maps = rng.random((6, G_, G_)).astype(np.float32)
+    maps[0, : G_ * 3 // 4] = 1.0                      # 75% at the maximum: median == max
+    maps[1] = np.where(rng.random((G_, G_)) < 0.6, 5.0, 2.0)   # two values, 60% at the maximum
+    maps[2, : G_ // 2 + 1] = 0.0                      # just over half at the minimum: median 0
+    maps[3] = np.where(rng.random((G_, G_)) < 0.5, 1.0, 0.0)   # two values near half and half
+    maps[4, :, : G_ // 2] = 7.0                       # exactly half at the maximum (not more)
+    want = np.stack([_released_median_rule(m.astype(np.float64)) for m in maps])
+    got = M.postprocess(maps, "median")
+    np.testing.assert_array_equal(got, want)
+    assert got[0].mean() == pytest.approx(0.75, abs=0.01) and got[1].mean() > 0.5   # the saturated maps light
+    gts = np.zeros((6, G_, G_), np.float32)
+    gts[:, :100, :100] = 1
+    b = want > 0
+    g = gts > 0
+    expected = (b & g).sum(axis=(1, 2)) / (b | g).sum(axis=(1, 2))
+    np.testing.assert_allclose(M.ciou(maps, gts, "median"), expected, rtol=1e-12)
+
+
+def test_htf_maps_are_resized_bicubic_lvs_bilinear():
+    import cv2
+
+    from vssl_core.eval.maps import minmax, to_grid
+
+    rng = np.random.default_rng(0)
+    heat = rng.random((3, 7, 7)).astype(np.float32)
+    cubic = to_grid(heat, "bicubic")
+    np.testing.assert_array_equal(cubic[1], minmax(cv2.resize(heat[1], (224, 224), interpolation=cv2.INTER_CUBIC)[None])[0])
+    np.testing.assert_array_equal(to_grid(heat), minmax(M.resize_to_grid(heat)))
+    assert np.abs(cubic - to_grid(heat)).max() > 0.01
+    with pytest.raises(ValueError, match="resize"):
+        to_grid(heat, "nearest")

@@ -83,14 +83,27 @@ def minmax(x: np.ndarray) -> np.ndarray:
     return np.where(span > 0, (x - lo) / safe, x).astype(x.dtype, copy=False)
 
 
-def to_grid(maps: np.ndarray) -> np.ndarray:
-    """Raw maps ``(N, h, w)`` -> ``(N, 224, 224)`` float32: bilinear resize with
-    :func:`vssl_core.eval.metrics.resize_to_grid` (half-pixel centres, as cv2), then min-max per
-    map (a constant map is left unchanged)."""
+def to_grid(maps: np.ndarray, resize: str = "bilinear") -> np.ndarray:
+    """Raw maps ``(N, h, w)`` -> ``(N, 224, 224)`` float32, resized then min-max per map (a
+    constant map is left unchanged).
+
+    ``resize="bilinear"``: :func:`vssl_core.eval.metrics.resize_to_grid` (half-pixel centres, as
+    cv2; RCGrad, FlowGrad, LVS). ``"bicubic"``: ``cv2.resize(..., INTER_CUBIC)`` per map, as
+    Hear The Flow's released evaluation resizes its maps (the cubic kernel may overshoot the
+    input's range; the min-max after it brings the map back to [0, 1]).
+    """
     x = np.asarray(maps, dtype=np.float32)
     if x.ndim != 3:
         raise ValueError(f"maps must be (N, h, w), got shape {x.shape}")
-    return minmax(resize_to_grid(x))
+    if resize == "bilinear":
+        return minmax(resize_to_grid(x))
+    if resize != "bicubic":
+        raise ValueError(f"resize must be 'bilinear' or 'bicubic', got {resize!r}")
+    import cv2
+
+    grid = np.stack([cv2.resize(m, (GRID, GRID), interpolation=cv2.INTER_CUBIC) for m in x]) if len(x) \
+        else np.zeros((0, GRID, GRID), np.float32)
+    return minmax(grid.astype(np.float32, copy=False))
 
 
 def flow_to_grid(flow_mag: np.ndarray) -> np.ndarray:

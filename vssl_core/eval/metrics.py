@@ -23,8 +23,9 @@ Per-sample cIoU (docs/conventions.md, "Metrics: cIoU, cut-offs and AUC")
 ----------------------------------------
 The heatmap is post-processed to ``P`` (:func:`postprocess`): ``"clean"`` (RCGrad/FlowGrad:
 min-max, then values strictly below the median, the value at index 25088 of the ascending sort,
-set to 0), ``"median"`` (LVS/HTF: min-max, then ``1`` where strictly above that median, else
-``0``) or ``"none"``. It is binarised ``B = P >= threshold`` (0.5) and scored::
+set to 0), ``"median"`` (LVS/HTF: min-max, then ``1`` where strictly above that median or at
+the maximum, else ``0``: the released rule, which keeps the maximum's pixels when more than half
+of a map sits at its maximum) or ``"none"``. It is binarised ``B = P >= threshold`` (0.5) and scored::
 
     ciou = sum(B * G) / (sum(G) + sum(B * [G == 0]))
 
@@ -348,7 +349,10 @@ def postprocess(maps: np.ndarray, method: Postprocess = "clean") -> np.ndarray:
     method : {"clean", "median", "none"}
         ``"clean"`` (RCGrad/FlowGrad): min-max normalise (constant maps left as they are), then
         set values strictly below the median (index 25088 of the ascending sort) to 0.
-        ``"median"`` (LVS/HTF): min-max, then 1 where strictly above that median, else 0.
+        ``"median"`` (LVS/HTF, their released rule): min-max, then 1 where strictly above that
+        median or equal to the maximum (1 after min-max), else 0. The two differ only when the
+        median is the maximum (more than half of a map at its maximum): those pixels are
+        predicted, as the released ``pred[pred > med] = 1; pred[pred < 1] = 0`` does.
         ``"none"``: unchanged.
 
     Returns
@@ -366,7 +370,10 @@ def postprocess(maps: np.ndarray, method: Postprocess = "clean") -> np.ndarray:
     med = _median_values(norm)[:, None, None]
     if method == "clean":
         return np.where(norm < med, norm.dtype.type(0), norm)
-    return (norm > med).astype(norm.dtype)
+    out = norm > med
+    ties = np.flatnonzero((med[:, 0, 0] == 1) & (arr.max(axis=(1, 2)) != arr.min(axis=(1, 2))))
+    out[ties] = norm[ties] == 1  # the median is the maximum: the maximum's pixels stay predicted
+    return out.astype(norm.dtype)
 
 
 def _row_counts(mask: np.ndarray) -> np.ndarray:
@@ -402,7 +409,10 @@ def _binarize_rows(rows: np.ndarray, method: str, threshold: float, work: np.nda
                 med = work.dtype.type(0)
             else:
                 med = np.partition(work[r], MEDIAN_INDEX)[MEDIAN_INDEX]
-            np.greater(work[r], med, out=out[r])
+            if med == 1 and span[r, 0] != 0:  # the median is the maximum: those pixels (released rule)
+                np.equal(work[r], 1, out=out[r])
+            else:
+                np.greater(work[r], med, out=out[r])
         # processed values are 0/1: ">= threshold" keeps the 1s for 0 < t <= 1
         if threshold <= 0:
             out[...] = True

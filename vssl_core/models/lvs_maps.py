@@ -2,7 +2,8 @@
 
 :func:`maps` has the companion's one map signature ``(model, ev) -> LocalizationMaps``
 (:mod:`vssl_core.eval.maps`): the model's cosine map on its feature grid, resized to 224
-(bilinear) and min-max scaled, tagged ``"median"`` (LVS / Hear The Flow's own rule: the pixels
+(bilinear for LVS, bicubic for Hear The Flow with flow, as their released evaluations) and
+min-max scaled, tagged ``"median"`` (LVS / Hear The Flow's own rule: the pixels
 above the map's median are predicted; see ``docs/conventions.md``). A study may score them with
 another rule (:meth:`~vssl_core.eval.maps.LocalizationMaps.relabel`).
 """
@@ -51,10 +52,11 @@ def heatmaps(model: LVS | HTF, images: np.ndarray, audio: np.ndarray, flow_field
 
 def localizer_maps(model: LVS | HTF, images: np.ndarray, audio: np.ndarray,
                    flow_field: np.ndarray | None = None, *, chunk_size: int = 32) -> LocalizationMaps:
-    """:func:`maps` on plain arrays: ``(N, 224, 224)`` maps (bilinear resize, min-max), "median"."""
+    """:func:`maps` on plain arrays: ``(N, 224, 224)`` maps (resized as each released evaluation
+    does: bilinear for LVS, bicubic for Hear The Flow with flow; then min-max), "median"."""
     heat = heatmaps(model, images, audio, flow_field, chunk_size)
     kind = "htf" if isinstance(model, HTF) and model.config.uses_flow else "lvs"
-    return LocalizationMaps(to_grid(heat), "median", kind)
+    return LocalizationMaps(to_grid(heat, "bicubic" if kind == "htf" else "bilinear"), "median", kind)
 
 
 def maps(model: LVS | HTF, ev) -> LocalizationMaps:

@@ -40,7 +40,7 @@ from vssl_core.data.benchmark_arrays import Protocol, eval_arrays
 from vssl_core.data.benchmarks import CLIP_SECONDS, Benchmark, Sample, open_benchmark
 from vssl_core.errors import DataError, data_error
 from vssl_core.eval import metrics
-from vssl_core.eval.maps import LocalizationMaps, minmax
+from vssl_core.eval.maps import LocalizationMaps
 from vssl_core.eval.metrics import EvalResult
 from vssl_core.studies.how_to_listen import HOW_TO_LISTEN_TABLE3
 
@@ -207,17 +207,14 @@ def _companion_payload(path: Path, key: str) -> bool:
 
 
 def _htf_bicubic(model) -> Callable:
-    import cv2
-
+    from vssl_core.eval.maps import to_grid
     from vssl_core.models import lvs_maps
 
     def fn(ev) -> LocalizationMaps:
         if int(ev.audio_sr) != int(model.config.audio_sr):
             raise ValueError(f"the audio is at {ev.audio_sr} Hz but the model expects {model.config.audio_sr} Hz")
         heat = lvs_maps.heatmaps(model, ev.images, ev.audio, ev.flow_field if model.config.uses_flow else None)
-        grid = np.stack([cv2.resize(h, (224, 224), interpolation=cv2.INTER_CUBIC) for h in heat]) if len(heat) \
-            else np.zeros((0, 224, 224), np.float32)
-        return LocalizationMaps(minmax(grid.astype(np.float32)), "median", "htf")
+        return LocalizationMaps(to_grid(heat, "bicubic"), "median", "htf")
     return fn
 
 
