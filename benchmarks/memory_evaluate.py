@@ -22,15 +22,9 @@ import threading
 import time
 from pathlib import Path
 
+from bench_training import _status  # noqa: E402  (this folder: the scripts share the reader)
+
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _status(field: str) -> int:
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) // 1024
-    return 0
 
 
 def write_inputs(folder: Path, n: int, size: int, chunk: int = 500) -> tuple[Path, Path]:

@@ -51,3 +51,15 @@ def make_pairs(images, audio, flow=None, flow_field=None, gt=None, audio_sr: int
         flow = np.zeros((n, 224, 224), np.float32)
     return EvalArrays(np.asarray([f"c{i}" for i in range(n)]), np.arange(n, dtype=float), images, flow, audio,
                       gt, [np.zeros((0, 4))] * n, flow_field, audio_sr)
+
+
+def write_notebook(path: Path, params: str, body: str) -> None:
+    """A two-cell notebook at ``path``: a cell tagged ``parameters`` and a body cell (python3 kernel)."""
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell(params)
+    cell.metadata["tags"] = ["parameters"]
+    nb.cells = [cell, nbformat.v4.new_code_cell(body)]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, path)

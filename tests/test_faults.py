@@ -18,10 +18,10 @@ import time
 from pathlib import Path
 
 import datasets
-import nbformat
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import write_notebook
 import soundfile as sf
 
 from vssl_core.cli import benchmark as benchmark_cli
@@ -452,12 +452,7 @@ if real:
 
 
 def _notebook(path: Path, params: str = PARAMS, body: str = BODY) -> None:
-    nb = nbformat.v4.new_notebook()
-    cell = nbformat.v4.new_code_cell(params)
-    cell.metadata["tags"] = ["parameters"]
-    nb.cells = [cell, nbformat.v4.new_code_cell(body)]
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nbformat.write(nb, path)
+    write_notebook(path, params, body)
 
 
 @pytest.fixture()

@@ -8,8 +8,8 @@ import hashlib
 import json
 from pathlib import Path
 
-import nbformat
 import pytest
+from conftest import write_notebook
 
 from vssl_core.errors import DataError
 from vssl_core.repro.regenerate import NotebookFailed, regenerate
@@ -27,12 +27,7 @@ outputs.save_table(pd.DataFrame({'x': [0.5], 'v': [float(value)]}), 'table', out
 
 
 def _notebook(path: Path, params: str = PARAMS, body: str = BODY) -> None:
-    nb = nbformat.v4.new_notebook()
-    cell = nbformat.v4.new_code_cell(params)
-    cell.metadata["tags"] = ["parameters"]
-    nb.cells = [cell, nbformat.v4.new_code_cell(body)]
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nbformat.write(nb, path)
+    write_notebook(path, params, body)
 
 
 @pytest.fixture()

@@ -27,12 +27,10 @@ audio once instead of twice (Arrow plus a ``.npy`` copy). torch-free.
 """
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
 import sys
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -40,7 +38,7 @@ import datasets
 import numpy as np
 
 from vssl_core.errors import data_error
-from vssl_core.repro.atomic import apply_umask, write_text
+from vssl_core.repro.atomic import replacing, write_text
 from vssl_core.repro.cache import verified_sha256
 from vssl_core.repro.memory import release_unused
 
@@ -163,10 +161,7 @@ def _write(ds: datasets.Dataset, column: str, dtype: np.dtype, path: Path,
     column's stored ``.npy`` array) when given."""
     feature = ds.features[column]
     shape = (ds.num_rows, *feature.shape)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with replacing(path) as tmp:  # a reader sees no file or a complete one
         out = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=shape)
         row = 0
         if source is not None:
@@ -185,12 +180,6 @@ def _write(ds: datasets.Dataset, column: str, dtype: np.dtype, path: Path,
             raise RuntimeError(f"{column}: wrote {row} rows, expected {shape[0]}")
         out.flush()
         del out
-        apply_umask(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
     record = {"size": path.stat().st_size, "sha256": verified_sha256(path)}
     write_text(_sidecar(path), json.dumps(record, sort_keys=True) + "\n")
 
