@@ -63,3 +63,25 @@ def write_notebook(path: Path, params: str, body: str) -> None:
     nb.cells = [cell, nbformat.v4.new_code_cell(body)]
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nbformat.write(nb, path)
+
+
+def make_project(tmp_path: Path, params: str, body: str, quick_toml: str) -> dict[str, Path]:
+    """A one-notebook project for the runner: ``notebooks/01_first.ipynb`` and its ``quick``
+    profile; returns the ``notebooks``, ``figures`` and ``build`` folders."""
+    nbs = tmp_path / "notebooks"
+    (nbs / "profiles").mkdir(parents=True)
+    write_notebook(nbs / "01_first.ipynb", params, body)
+    (nbs / "profiles" / "quick.toml").write_text(quick_toml)
+    return {"notebooks": nbs, "figures": tmp_path / "figures", "build": tmp_path / "build"}
+
+
+@pytest.fixture()
+def one_thread():
+    """torch on one thread for the test (tiny networks are fastest so, and do not fight other
+    jobs for cores); the previous count is restored."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

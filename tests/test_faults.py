@@ -21,7 +21,7 @@ import datasets
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import write_notebook
+from conftest import make_project, write_notebook
 import soundfile as sf
 
 from vssl_core.cli import benchmark as benchmark_cli
@@ -457,11 +457,7 @@ def _notebook(path: Path, params: str = PARAMS, body: str = BODY) -> None:
 
 @pytest.fixture()
 def project(tmp_path: Path) -> dict[str, Path]:
-    nbs = tmp_path / "notebooks"
-    (nbs / "profiles").mkdir(parents=True)
-    _notebook(nbs / "01_first.ipynb")
-    (nbs / "profiles" / "quick.toml").write_text("[01_first]\n")
-    return {"notebooks": nbs, "figures": tmp_path / "figures", "build": tmp_path / "build"}
+    return make_project(tmp_path, PARAMS, BODY, "[01_first]\n")
 
 
 def _run(project, **kw):

@@ -17,13 +17,7 @@ TINY = OyaConfig(width=1 / 16, image_blocks=2, audio_blocks=2, embed_dim=8, imag
                  audio_sr=16000, n_fft=62, hop=31)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """The tiny networks are fastest on one thread (and do not fight other jobs for cores)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: tiny networks, one torch thread
 
 
 def _batch(n: int = 4, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

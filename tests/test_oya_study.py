@@ -25,12 +25,7 @@ TINY = dict(train_sizes=(6, 8), image_size=16, image_blocks=2, audio_blocks=2, w
             embed_dim=8, audio_sr=8000, n_fft=62, hop=31, epochs=1, batch_size=4)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: tiny networks, one torch thread
 
 
 def _results(**cious):

@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import write_notebook
+from conftest import make_project, write_notebook
 
 from vssl_core.errors import DataError
 from vssl_core.repro.regenerate import NotebookFailed, regenerate
@@ -32,11 +32,7 @@ def _notebook(path: Path, params: str = PARAMS, body: str = BODY) -> None:
 
 @pytest.fixture()
 def project(tmp_path: Path) -> dict[str, Path]:
-    nbs = tmp_path / "notebooks"
-    (nbs / "profiles").mkdir(parents=True)
-    _notebook(nbs / "01_first.ipynb")
-    (nbs / "profiles" / "quick.toml").write_text("[01_first]\nvalue = 2\n")
-    return {"notebooks": nbs, "figures": tmp_path / "figures", "build": tmp_path / "build"}
+    return make_project(tmp_path, PARAMS, BODY, "[01_first]\nvalue = 2\n")
 
 
 def _run(project: dict[str, Path], **kw):
