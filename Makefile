@@ -45,7 +45,7 @@ figures: setup
 train: setup
 	$(BIN)/python -m vssl_core train --profile $(PROFILE)
 
-RETRAIN := build/retrain
+RETRAIN := $(CURDIR)/build/retrain
 retrain: setup
 	VSSL_DATA_DIR=$(RETRAIN)/data VSSL_WEIGHTS_DIR=$(RETRAIN)/weights \
 	    $(BIN)/python -m vssl_core train --profile $(PROFILE)

@@ -26,6 +26,21 @@ def test_wrong_paths_are_errors(monkeypatch, tmp_path):
         shared_data_dir()
 
 
+def test_relative_folders_in_the_environment_are_read_from_the_repository_root(monkeypatch, tmp_path):
+    """A kernel runs in notebooks/, the README's commands in the root: both see the same folders."""
+    from vssl_core.repro.paths import data_dir, repo_root
+    from vssl_core.training.weights import weights_dir
+
+    monkeypatch.setenv("VSSL_DATA_DIR", "build/somewhere/data")
+    monkeypatch.setenv("VSSL_WEIGHTS_DIR", "build/somewhere/weights")
+    for cwd in (repo_root(), repo_root() / "notebooks", tmp_path):
+        monkeypatch.chdir(cwd)
+        assert data_dir() == repo_root() / "build" / "somewhere" / "data"
+        assert weights_dir("quick") == repo_root() / "build" / "somewhere" / "weights" / "quick"
+    monkeypatch.setenv("VSSL_DATA_DIR", str(tmp_path / "abs"))
+    assert data_dir() == (tmp_path / "abs").resolve()
+
+
 def test_scene_config_overrides():
     cfg = sources.scene_config(n_parked=[0, 2], night_fraction=0.5)
     assert cfg.n_parked == (0, 2) and cfg.night_fraction == 0.5

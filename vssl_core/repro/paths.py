@@ -23,10 +23,24 @@ def repo_root() -> Path:
     return Path(__file__).resolve().parents[2]
 
 
+def env_folder(name: str) -> Path | None:
+    """The folder named by environment variable ``name`` (None when unset or empty).
+
+    A relative value is read from the repository root, not from the current directory: the
+    README's commands run from the root, but a notebook's kernel runs in ``notebooks/``, and
+    both must see the same folder (``make retrain`` sets ``VSSL_DATA_DIR=build/retrain/data``).
+    """
+    value = os.environ.get(name)
+    if not value:
+        return None
+    path = Path(value).expanduser()
+    return (path if path.is_absolute() else repo_root() / path).resolve()
+
+
 def data_dir() -> Path:
-    """Generated and user data: ``$VSSL_DATA_DIR`` or ``<repo>/data``."""
-    env = os.environ.get("VSSL_DATA_DIR")
-    return Path(env).expanduser().resolve() if env else repo_root() / "data"
+    """Generated and user data: ``$VSSL_DATA_DIR`` (relative: from the repository root) or
+    ``<repo>/data``."""
+    return env_folder("VSSL_DATA_DIR") or repo_root() / "data"
 
 
 def cache_dir() -> Path:
@@ -45,13 +59,12 @@ def shared_data_dir(required: bool = False) -> Path | None:
     Returns None when the variable is unset and ``required`` is False. When the variable is
     set, the folder must exist: a set-but-missing folder is an error, never a silent skip.
     """
-    value = os.environ.get(SHARED_DATA_ENV)
-    if not value:
+    path = env_folder(SHARED_DATA_ENV)  # a relative value is read from the repository root
+    if path is None:
         if required:
             raise data_error(None, SHARED_DATA_ENV, "the variable is not set",
                              "export VSSL_SHARED_DATA=/path/to/shared/data")
         return None
-    path = Path(value).expanduser().resolve()
     if not path.is_dir():
         raise data_error(path, SHARED_DATA_ENV, "the folder does not exist",
                          "point VSSL_SHARED_DATA at the folder holding urbansas-mini/ and vggss/")

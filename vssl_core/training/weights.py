@@ -34,13 +34,11 @@ MANIFEST = "MANIFEST.json"
 
 
 def weights_dir(profile: str) -> Path:
-    """``<repo>/weights/<profile>`` (``$VSSL_WEIGHTS_DIR/<profile>`` when that variable is set)."""
-    import os
+    """``<repo>/weights/<profile>`` (``$VSSL_WEIGHTS_DIR/<profile>`` when that variable is set; a
+    relative value is read from the repository root, :func:`vssl_core.repro.paths.env_folder`)."""
+    from vssl_core.repro.paths import env_folder, repo_root
 
-    from vssl_core.repro.paths import repo_root
-
-    root = os.environ.get("VSSL_WEIGHTS_DIR")
-    return (Path(root).expanduser() if root else repo_root() / "weights") / profile
+    return (env_folder("VSSL_WEIGHTS_DIR") or repo_root() / "weights") / profile
 
 
 def models_for(profile: str, retrain: bool = False, progress: bool = True) -> Models:
