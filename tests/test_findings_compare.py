@@ -55,3 +55,13 @@ def test_compare_tables_marks_values_inside_the_committed_interval(tmp_path):
     new.to_csv(tmp_path / "n" / "nb" / "t.csv", index=False)
     both = compare_folders(tmp_path / "o", tmp_path / "n")
     assert set(both["table"]) == {"nb/t.csv"} and summary(both).startswith("1 of 2 estimates (50%)")
+
+
+def test_summary_leaves_out_estimates_neither_folder_computed():
+    """A benchmark row without its media is NaN in both folders: not a miss, counted apart."""
+    old = pd.DataFrame({"method": ["a", "b", "c"], "cIoU": [0.2, np.nan, 0.4], "cIoU_lo": [0.1, np.nan, 0.3],
+                        "cIoU_hi": [0.3, np.nan, 0.5]})
+    new = old.assign(cIoU=[0.2, np.nan, 0.45])
+    text = summary(compare_tables(old, new, "t.csv"))
+    assert text.startswith("2 of 2 estimates (100%)") and "(1 identical)" in text
+    assert "1 not computed in either" in text

@@ -57,9 +57,18 @@ def compare_folders(old: str | Path, new: str | Path) -> pd.DataFrame:
 
 
 def summary(comparison: pd.DataFrame) -> str:
-    """One line: how many estimates lie inside their committed interval."""
+    """One line: how many estimates lie inside their committed interval, how many are identical,
+    and how many neither folder computed (both NaN: left out of the count)."""
     if comparison.empty:
         return "no table with intervals in both folders"
-    inside = int(comparison["inside committed CI"].sum())
-    return (f"{inside} of {len(comparison)} estimates ({inside / len(comparison):.0%}) lie inside the committed "
-            f"95% interval; largest |difference| {comparison['difference'].abs().max():.3f}")
+    missing = comparison["committed"].isna() & comparison["new"].isna()
+    rows = comparison[~missing]
+    if rows.empty:
+        return f"{int(missing.sum())} estimates, none computed in either folder (no data)"
+    inside = int(rows["inside committed CI"].sum())
+    same = int((rows["difference"] == 0).sum())
+    text = (f"{inside} of {len(rows)} estimates ({inside / len(rows):.0%}) lie inside the committed 95% interval "
+            f"({same} identical); largest |difference| {rows['difference'].abs().max():.3f}")
+    if missing.any():
+        text += f"; {int(missing.sum())} not computed in either (no data, e.g. a benchmark without its media)"
+    return text
