@@ -348,3 +348,21 @@ def test_find_supplied_takes_given_folders_and_rejects_wrong_ones(tmp_path, vggs
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataError, match="no frames/, videos/"):
         hb.find_supplied(vggss_json=vggss / "vggss.json", media={"vggss": tmp_path / "empty"})
+
+
+def test_models_trained_by_the_companion_run_as_their_own_method(tmp_path):
+    """A model file of `python -m vssl_core train` (e.g. weights/quick/rcgrad.pt) loads as RCGrad
+    and FlowGrad-H; offered as another method it is refused, naming the class."""
+    from vssl_core.models.checkpoints import save_checkpoint
+    from vssl_core.models.rcgrad import ModelConfig, RCGrad
+
+    torch.manual_seed(0)
+    model = RCGrad(ModelConfig(kind="rcgrad", width=0.125, image_size=32))
+    path = save_checkpoint(tmp_path / "rcgrad.pt", {
+        "model_class": "RCGrad", "model_config": model.config.to_dict(),
+        "model": {k: v.half() if v.is_floating_point() else v for k, v in model.state_dict().items()}})
+    for key in ("rcgrad", "flowgrad_h"):
+        runner = hb.load_runner(key, "vggss", path)
+        assert "vssl_core RCGrad (32 px)" in runner.report and runner.protocol.audio_sr == 16000
+    with pytest.raises(DataError, match="is RCGrad.*give a trained LVS"):
+        hb.load_runner("lvs", "vggss", path)

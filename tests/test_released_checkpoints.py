@@ -16,7 +16,8 @@ import pytest
 from benchmark_fixtures import (htf_release_modules, htf_release_state, lvs_release_state, official_rcgrad_state,
                                 save_htf_ckpt, torchvision_trunk, trunk_features)
 from vssl_core.errors import DataError
-from vssl_core.models.checkpoints import load_released_htf, load_released_lvs, load_trained_localizer
+from vssl_core.models.checkpoints import load_released_htf, load_released_lvs
+from vssl_core.training.store import load_trained
 from vssl_core.models.pretrain import IMAGENET_MEAN, IMAGENET_STD
 
 LVS_IGNORED = {"imgnet.conv1_a.weight", "imgnet.conv1_flow.weight", "imgnet.fc.weight", "imgnet.fc.bias",
@@ -144,10 +145,10 @@ def test_trained_localizer_round_trip(tmp_path):
     payload = {"config": {}, "model_class": "LVS", "model_config": model.config.to_dict(), "epoch": 1,
                "model": model.state_dict()}
     save_checkpoint(tmp_path / "last.pt", payload)
-    loaded, meta = load_trained_localizer(tmp_path / "last.pt")
-    assert isinstance(loaded, LVS) and meta["epoch"] == 1 and loaded.config.pretrained_vision is None
+    loaded, meta = load_trained(tmp_path / "last.pt")  # the prior file is not read: the weights are in it
+    assert isinstance(loaded, LVS) and meta["epoch"] == 1
     for (k, a), (_, b) in zip(model.state_dict().items(), loaded.state_dict().items()):
         assert torch.equal(a, b), k
     save_checkpoint(tmp_path / "bad.pt", {**payload, "model_class": "Transformer"})
-    with pytest.raises(DataError, match="model_class"):
-        load_trained_localizer(tmp_path / "bad.pt")
+    with pytest.raises(DataError, match="unknown model class 'Transformer'"):
+        load_trained(tmp_path / "bad.pt")

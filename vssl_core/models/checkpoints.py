@@ -55,7 +55,7 @@ from vssl_core.models.rcgrad import ModelConfig, RCGrad, build_model
 
 __all__ = ["LoadReport", "save_checkpoint", "load_checkpoint", "save_model", "load_model",
            "load_official_rcgrad", "load_imagenet_resnet18", "load_released_lvs", "load_released_htf",
-           "load_trained_localizer", "load_foreign_checkpoint"]
+           "load_foreign_checkpoint"]
 
 PathLike = str | os.PathLike
 
@@ -128,7 +128,7 @@ def load_model(path: PathLike) -> tuple[RCGrad, dict[str, Any]]:
     payload = load_checkpoint(path)
     for key in ("config", "model"):
         if key not in payload:
-            raise data_error(path, key, "the key is missing", "give a file written by vssl_core.training.contrastive")
+            raise data_error(path, key, "the key is missing", "give a file written by vssl_core.models.checkpoints.save_model")
     cfg = payload["config"]
     cfg = cfg["model"] if "model" in cfg and isinstance(cfg["model"], dict) else cfg
     try:
@@ -449,42 +449,3 @@ def load_released_htf(path_or_state_dict: PathLike | Mapping[str, Any], *, audio
     report = _copy_into(model, mapped, name, ignored,
                         "a Hear The Flow checkpoint (imgnet.*, audnet.*, flownet.*, flowatt.* keys)")
     return model.eval(), report
-
-
-def load_trained_localizer(path: PathLike) -> tuple[nn.Module, dict[str, Any]]:
-    """An LVS, HTF or OyaNet written by :func:`vssl_core.training.localizer.train_localizer`
-    (``{"model_class", "model_config", "model", ...}``): (model in eval mode, the other entries).
-
-    The model is rebuilt from ``model_config`` without loading any vision prior file (its
-    weights are in the checkpoint).
-
-    Raises
-    ------
-    DataError
-        Unreadable file, an unknown ``model_class``, a config or state that does not match.
-    """
-    from vssl_core.models.htf import HTF, HTFConfig
-    from vssl_core.models.lvs import LVS, LVSConfig
-    from vssl_core.models.oya import OyaConfig, OyaNet
-
-    payload = load_checkpoint(path)
-    classes = {"LVS": (LVS, LVSConfig), "HTF": (HTF, HTFConfig), "OyaNet": (OyaNet, OyaConfig)}
-    for key in ("model_class", "model_config", "model"):
-        if key not in payload:
-            raise data_error(path, key, "the key is missing",
-                             "give a last.pt written by vssl_core.training.localizer.train_localizer")
-    kind = payload["model_class"]
-    if kind not in classes:
-        raise data_error(path, "model_class", f"unknown model class {kind!r}", f"expected one of {sorted(classes)}")
-    cls, cfg_cls = classes[kind]
-    try:
-        cfg = dict(payload["model_config"])
-        if "pretrained_vision" in cfg:
-            cfg["pretrained_vision"] = None
-        model = cls(cfg_cls.from_dict(cfg))
-        model.load_state_dict(payload["model"])
-    except (ValueError, TypeError, RuntimeError) as exc:
-        raise data_error(path, "model", f"does not match its config ({exc})",
-                         "load it with the vssl_core version that wrote it") from exc
-    meta = {k: v for k, v in payload.items() if k != "model"}
-    return model.eval(), meta

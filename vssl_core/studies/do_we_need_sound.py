@@ -59,7 +59,6 @@ import numpy as np
 import pandas as pd
 
 from vssl_core.data.arrays import EvalArrays, load_evaluation
-from vssl_core.data.synth import GENERATOR_VERSION
 from vssl_core.data.training_set import load_training_data, validation_pairs
 from vssl_core.data.concat import ConcatSet, concat_and_localize
 from vssl_core.data.urbansas import UrbansasDataset
@@ -363,19 +362,16 @@ def validation_metrics(data: RCGradFamilySetup):
 
 def prior_spec(setup: OyaSetup, data: RCGradFamilySetup, progress: bool = True) -> ModelSpec | None:
     """The object prior of Oya's VGG trunk (None when ``prior_epochs == 0``: "de novo")."""
-    from vssl_core.models.pretrain import PriorConfig, PriorNet
-    from vssl_core.training.rcgrad_family import prior_arrays
+    from vssl_core.models.pretrain import PriorConfig
+    from vssl_core.training.rcgrad_family import object_prior_spec
 
     if setup.prior_epochs <= 0:
         return None
     cfg = PriorConfig(arch="vgg", width=setup.width, image_blocks=setup.image_blocks, image_size=setup.image_size,
                       normalization="imagenet")
-    recipe = {"prior": cfg.to_dict(), "scenes": data.scenes.to_dict(), "generator": GENERATOR_VERSION,
-              "frames": "every 0.5 s"}
-    return ModelSpec("oya-prior", recipe, lambda: PriorNet(cfg),
-                     TrainConfig(epochs=setup.prior_epochs, batch_size=64, lr=1e-3, seed=setup.seed,
-                                 num_threads=setup.num_threads),
-                     lambda: prior_arrays(data.scenes, cfg, progress), minutes=1.0)
+    return object_prior_spec("oya-prior", cfg, data.scenes,
+                             TrainConfig(epochs=setup.prior_epochs, batch_size=64, lr=1e-3, seed=setup.seed,
+                                         num_threads=setup.num_threads), 1.0, progress)
 
 
 def model_specs(setup: OyaSetup, data: RCGradFamilySetup, models: Models, progress: bool = True

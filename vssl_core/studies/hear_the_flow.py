@@ -1,10 +1,9 @@
 """The Hear The Flow ablations (Tables 4 and 5) on the synthetic streets.
 
-One typed :class:`AblationSetup` is passed whole through every step; the notebook's
+One typed :class:`HearTheFlowSetup` is passed whole through every step; the notebook's
 parameters map onto it one to one. Expensive steps are cached by a fingerprint of what changes
 them: the training and evaluation sets (:mod:`vssl_core.data.evalset`, with the 2-channel flow
-field), the vehicle prior (:func:`vehicle_prior`) and every trained model
-(:func:`vssl_core.training.localizer.cached_train_localizer`).
+field), the object prior (:func:`prior_spec`) and every trained model (:mod:`vssl_core.training.store`).
 
 Protocol
 --------
@@ -330,19 +329,16 @@ def validation_metrics(setup: HearTheFlowSetup, lvs_postprocess: str = "clean"):
 # -- models ----------------------------------------------------------------------------------------
 def prior_spec(setup: HearTheFlowSetup, progress: bool = True) -> ModelSpec | None:
     """The object prior of Hear The Flow's encoders (None with ``imagenet_weights``)."""
-    from vssl_core.models.pretrain import PriorConfig, PriorNet
-    from vssl_core.training.rcgrad_family import prior_arrays
+    from vssl_core.models.pretrain import PriorConfig
+    from vssl_core.training.rcgrad_family import object_prior_spec
 
     if setup.imagenet_weights:
         return None
     cfg = PriorConfig(arch="resnet18", width=setup.width, layer4_stride=setup.layer4_stride,
                       image_size=setup.image_size, normalization="imagenet")
-    recipe = {"prior": cfg.to_dict(), "scenes": setup.scenes.to_dict(), "generator": GENERATOR_VERSION,
-              "frames": "every 0.5 s"}
-    return ModelSpec("htf-prior", recipe, lambda: PriorNet(cfg),
-                     TrainConfig(epochs=max(setup.prior_epochs, 1), batch_size=setup.batch_size, lr=1e-3,
-                                 seed=setup.seed, num_threads=setup.num_threads),
-                     lambda: prior_arrays(setup.scenes, cfg, progress), minutes=2.0)
+    return object_prior_spec("htf-prior", cfg, setup.scenes,
+                             TrainConfig(epochs=max(setup.prior_epochs, 1), batch_size=setup.batch_size, lr=1e-3,
+                                         seed=setup.seed, num_threads=setup.num_threads), 2.0, progress)
 
 
 def model_config(setup: HearTheFlowSetup, *, flow: bool, pretrained: bool, frozen: bool,

@@ -143,8 +143,8 @@ SUPPLY = {
                            "README; How to Listen uses it on both benchmarks) as weights/lvs_vggss.pth.tar"),
     "htf": ("HTF weights", "the VGG-Sound Hear The Flow model (github.com/denfed/heartheflow, 'Pretrained Models') as "
                            "weights/htf_vggsound.pth"),
-    "oya": ("Oya weights", "no released weights exist: an OyaNet trained with vssl_core.training.localizer (its "
-                           "last.pt) as weights/oya.pt"),
+    "oya": ("Oya weights", "no released weights exist: an OyaNet trained by the companion (e.g. "
+                           "weights/quick/oya-2500.pt of `python -m vssl_core train`) as weights/oya.pt"),
     "mag": ("two frames (videos)", "FlowGrad's flow needs two frames 1/8 s apart: the VGG-SS videos layout "
                                    "(videos/<id>.mp4); Flickr-SoundNet's test set has single frames"),
     "htf_flow": ("HTF flow", "Hear The Flow's flow: the VGG-SS videos layout, or flow/flow_x/<id>.jpg + "
@@ -254,25 +254,20 @@ def load_runner(key: str, benchmark: str, weights: str | Path | None = None, *, 
     if not path.is_file():
         raise data_error(path, f"weights for {key}", "file not found", f"supply {SOURCES[spec.weights]}")
     from vssl_core.models import checkpoints, lvs_maps, oya_maps, rcgrad_maps
+    from vssl_core.training.store import load_trained
 
-    if key in ("rcgrad", "flowgrad_h"):
-        if _companion_payload(path, "config"):
-            model, _ = checkpoints.load_model(path)
-            report = f"vssl_core model ({model.config.kind}, {model.config.image_size} px)"
-        else:
-            model, rep = checkpoints.load_official_rcgrad(path)
-            report = rep.summary()
-        if model.kind != "rcgrad":
-            raise data_error(path, "config.kind", f"is {model.kind!r}", "give an RCGrad model")
-        fn = (lambda ev, m=model: rcgrad_maps.maps(m, ev)) if key == "rcgrad" else \
-            (lambda ev, m=model: rcgrad_maps.flowgrad_h_maps(m, ev))
-        return Runner(key, replace(protocol, audio_sr=model.config.audio_sr), fn, report)
-    if _companion_payload(path, "model_class"):
-        model, _ = checkpoints.load_trained_localizer(path)
+    if _companion_payload(path, "model_class"):  # written by `python -m vssl_core train`
+        model, _ = load_trained(path)
         report = f"vssl_core {type(model).__name__} ({model.config.image_size} px)"
-        wanted = {"lvs": "LVS", "htf": "HTF", "oya": "OyaNet"}[key]
+        wanted = {"lvs": "LVS", "htf": "HTF", "oya": "OyaNet"}.get(key, "RCGrad")
         if type(model).__name__ != wanted:
             raise data_error(path, "model_class", f"is {type(model).__name__}", f"give a trained {wanted}")
+    elif key in ("rcgrad", "flowgrad_h") and _companion_payload(path, "config"):
+        model, _ = checkpoints.load_model(path)
+        report = f"vssl_core model ({model.config.kind}, {model.config.image_size} px)"
+    elif key in ("rcgrad", "flowgrad_h"):
+        model, rep = checkpoints.load_official_rcgrad(path)
+        report = rep.summary()
     elif key == "lvs":
         model, rep = checkpoints.load_released_lvs(path, audio_sr=file_sr or 16000)
         report = rep.summary()
@@ -281,6 +276,12 @@ def load_runner(key: str, benchmark: str, weights: str | Path | None = None, *, 
         report = rep.summary()
     else:
         raise data_error(path, "model_class", "not a companion-trained OyaNet", SOURCES["oya"])
+    if key in ("rcgrad", "flowgrad_h"):
+        if model.kind != "rcgrad":
+            raise data_error(path, "config.kind", f"is {model.kind!r}", "give an RCGrad model")
+        fn = (lambda ev, m=model: rcgrad_maps.maps(m, ev)) if key == "rcgrad" else \
+            (lambda ev, m=model: rcgrad_maps.flowgrad_h_maps(m, ev))
+        return Runner(key, replace(protocol, audio_sr=model.config.audio_sr), fn, report)
     resolved = replace(protocol, audio_sr=protocol.audio_sr or model.config.audio_sr)
     if key == "lvs":
         return Runner(key, resolved, lambda ev, m=model: lvs_maps.maps(m, ev), report)

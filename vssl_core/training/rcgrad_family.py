@@ -204,16 +204,27 @@ def validation_metrics(setup: RCGradFamilySetup, kind: str):
 
 def prior_spec(setup: RCGradFamilySetup, progress: bool = True) -> ModelSpec:
     """The object prior of RCGrad's image encoder (see the module docstring)."""
-    from vssl_core.models.pretrain import PriorConfig, PriorNet
+    from vssl_core.models.pretrain import PriorConfig
 
     cfg = PriorConfig(arch="resnet18", width=setup.width, layer4_stride=setup.layer4_stride,
                       image_size=setup.image_size, normalization="clip")
-    recipe = {"prior": cfg.to_dict(), "scenes": setup.scenes.to_dict(), "generator": GENERATOR_VERSION,
+    return object_prior_spec("rcgrad-prior", cfg, setup.scenes,
+                             TrainConfig(epochs=max(setup.prior_epochs, 1), batch_size=setup.batch_size, lr=1e-3,
+                                         seed=setup.seed, num_threads=setup.num_threads), 3.0, progress)
+
+
+def object_prior_spec(name: str, cfg, scenes: TrainingScenes, train: TrainConfig, minutes: float,
+                      progress: bool = True) -> ModelSpec:
+    """The spec of an object prior (RCGrad's, Hear The Flow's and Oya's image encoders): a
+    :class:`~vssl_core.models.pretrain.PriorNet` of ``cfg`` trained with ``train`` on the frames
+    of ``scenes`` (:func:`prior_arrays`); the recipe is the prior config, the scenes, the
+    generator version and the frame step."""
+    from vssl_core.models.pretrain import PriorNet
+
+    recipe = {"prior": cfg.to_dict(), "scenes": scenes.to_dict(), "generator": GENERATOR_VERSION,
               "frames": "every 0.5 s"}
-    return ModelSpec("rcgrad-prior", recipe, lambda: PriorNet(cfg),
-                     TrainConfig(epochs=max(setup.prior_epochs, 1), batch_size=setup.batch_size, lr=1e-3,
-                                 seed=setup.seed, num_threads=setup.num_threads),
-                     lambda: prior_arrays(setup.scenes, cfg, progress), minutes=3.0)
+    return ModelSpec(name, recipe, lambda: PriorNet(cfg), train, lambda: prior_arrays(scenes, cfg, progress),
+                     minutes=minutes)
 
 
 def prior_arrays(scenes: TrainingScenes, cfg, progress: bool = True):
