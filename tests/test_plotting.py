@@ -52,3 +52,14 @@ def test_log_x_axis_is_labelled_at_the_data_only():
     assert [t.get_text() for t in ax.get_xticklabels()] == ["0.125", "0.5", "1", "2", "5"]
     assert not any(t.get_text() for t in ax.get_xticklabels(minor=True))
     plt.close(fig)
+
+
+def test_sweep_grid_has_a_row_per_group_and_a_column_per_metric():
+    table = pd.DataFrame({"scenes": ["a"] * 4 + ["b"] * 4, "window_s": [0.125, 1.0] * 4,
+                          "method": (["flow"] * 2 + ["H"] * 2) * 2, "cIoU": np.linspace(0, 1, 8),
+                          "recall": np.linspace(1, 0, 8)})
+    fig = plotting.sweep_grid(table, "scenes", "window_s", ("cIoU", "recall"), "method", logx=True)
+    titles = [ax.get_title() for ax in fig.axes]
+    assert titles == ["a: cIoU", "a: recall", "b: cIoU", "b: recall"]
+    assert [len(ax.get_lines()) for ax in fig.axes] == [2, 2, 2, 2]
+    plt.close(fig)

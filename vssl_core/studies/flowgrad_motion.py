@@ -22,7 +22,7 @@ Post-processing per method as :data:`vssl_core.models.rcgrad_maps.POSTPROCESS`.
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -31,6 +31,7 @@ from tqdm.auto import tqdm
 
 from vssl_core.data import sources
 from vssl_core.data.arrays import EvalArrays, load_evaluation
+from vssl_core.data.synth import SceneConfig
 from vssl_core.data.urbansas import URBANSAS_FRAME, UrbansasDataset
 from vssl_core.eval import metrics
 from vssl_core.eval.maps import LocalizationMaps, clean
@@ -165,6 +166,29 @@ def context_sweep(dataset: UrbansasDataset, objects: pd.DataFrame, setup: RCGrad
             row["samples with idling"] = int(sum(len(b) > 0 for b in idling))
         rows += scored
     return pd.DataFrame(rows), results
+
+
+def context_sweeps(scene_sets: Mapping[str, SceneConfig], n_clips: int, synth_seed: int,
+                   setup: RCGradFamilySetup, rcgrad, windows: Sequence[float], at: float = 0.3,
+                   n_boot: int = 1000, seed: int = 0) -> tuple[pd.DataFrame, dict[str, EvalResult]]:
+    """:func:`context_sweep` on one synthetic set of ``n_clips`` clips per scene kind (e.g.
+    stop-and-go traffic and never-moving idlers), generated with seeds ``synth_seed + 1 + 10 k``.
+
+    Returns
+    -------
+    table : DataFrame
+        The sweeps' rows with a ``scenes`` column (the kind's name).
+    results : dict
+        ``"{context_key(method, window)} ({scenes})"`` -> EvalResult.
+    """
+    tables, results = [], {}
+    for k, (scenes, config) in enumerate(scene_sets.items()):
+        ds = sources.synthetic(n_clips, synth_seed + 1 + 10 * k, config)
+        table, res = context_sweep(ds, sources.load_objects(ds.root), setup, rcgrad, windows, at=at,
+                                   n_boot=n_boot, seed=seed)
+        tables.append(table.assign(scenes=scenes))
+        results.update({f"{key} ({scenes})": r for key, r in res.items()})
+    return pd.concat(tables, ignore_index=True), results
 
 
 def shake_sweep(amplitudes: Sequence[float], n_clips: int, synth_seed: int, setup: RCGradFamilySetup, rcgrad,

@@ -322,6 +322,19 @@ def sweep_lines(table: "pd.DataFrame", x: str, y: str, hue: str, ax: Axes | None
     return ax
 
 
+def sweep_grid(table: "pd.DataFrame", row: str, x: str, metrics: Sequence[str], hue: str,
+               logx: bool = False, size: tuple[float, float] = (4.0, 3.0)) -> plt.Figure:
+    """:func:`sweep_lines` of each metric (columns) for each value of ``row`` (rows), sharing x."""
+    parts = list(table.groupby(row, sort=False))
+    fig, axes = plt.subplots(len(parts), len(metrics), figsize=(size[0] * len(metrics), size[1] * len(parts)),
+                             sharex=True, squeeze=False)
+    for ax_row, (name, part) in zip(axes, parts):
+        for ax, metric in zip(ax_row, metrics):
+            sweep_lines(part, x, metric, hue, ax=ax, logx=logx)
+            ax.set_title(f"{name}: {metric}", fontsize=9)
+    return fig
+
+
 def log_ticks(ax: Axes, values: Sequence[float]) -> Axes:
     """A log-scale x axis labelled only at ``values`` (``0.125, 0.5, 1, 2, 5``), no minor labels.
 
