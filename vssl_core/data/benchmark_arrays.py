@@ -36,13 +36,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 
 from vssl_core.data.arrays import EvalArrays
 from vssl_core.data.benchmarks import Sample
 from vssl_core.errors import data_error
+from vssl_core.repro.config import PlainConfig
 
 __all__ = ["SIZE", "Protocol", "resized_shape", "fit_image", "fit_map", "audio_window", "eval_arrays"]
 
@@ -54,7 +55,7 @@ _RESIZE = ("bilinear", "bicubic")
 
 
 @dataclass(frozen=True)
-class Protocol:
+class Protocol(PlainConfig):
     """How one released evaluation turns a test sample into model input and a map into a score.
 
     Attributes
@@ -97,9 +98,6 @@ class Protocol:
             f"{self.audio_seconds:g} s from the {self.audio_anchor} ({self.audio_fill})"
         rate = f"@{self.audio_sr} Hz" if self.audio_sr else "@file rate"
         return f"{self.image}; audio {win} {rate}{'; clipped' if self.clip else ''}; maps {self.map_resize}"
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def resized_shape(h: int, w: int, image: str) -> tuple[int, int, int, int]:

@@ -13,17 +13,19 @@ Generation is cached and parallel like every synthetic set (:func:`vssl_core.dat
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 from vssl_core.data.arrays import EvalArrays, TrainingArrays, load_evaluation, load_training, split_clips
 from vssl_core.data.flow import FlowParams
 from vssl_core.data.urbansas import UrbansasDataset
+from vssl_core.repro.config import PlainConfig
+from vssl_core.repro.profiles import TrainingSetup
 
-__all__ = ["TrainingScenes", "TrainingData", "load_training_data"]
+__all__ = ["TrainingScenes", "ScenesSetup", "TrainingData", "load_training_data"]
 
 
 @dataclass(frozen=True)
-class TrainingScenes:
+class TrainingScenes(PlainConfig):
     """The short synthetic scenes every model trains on.
 
     Attributes
@@ -61,8 +63,37 @@ class TrainingScenes:
         """(training scenes, validation scenes)."""
         return split_clips(dataset, self.val_clips)
 
-    def to_dict(self) -> dict:
-        return asdict(self)
+
+@dataclass(frozen=True)
+class ScenesSetup(TrainingSetup):
+    """A training study's Setup (:class:`~vssl_core.repro.profiles.TrainingSetup`) with the
+    fields that choose its training scenes and evaluation clips.
+
+    The RCGrad family's and Hear The Flow's setups derive from it (their defaults are the same
+    scenes, so the two studies share one cached training set).
+
+    Attributes
+    ----------
+    eval_clips : int
+        Held-out clips of the default synthetic set (the last ones by name): the evaluation pairs.
+    train_scenes, scene_seconds, scene_seed, val_scenes : int, float, int, int
+        The training scenes (:attr:`scenes`, a :class:`TrainingScenes`).
+    train_windows, val_windows : int
+        Random windows drawn from the training and the validation scenes.
+    """
+
+    eval_clips: int = 40
+    train_scenes: int = 3000
+    scene_seconds: float = 2.0
+    scene_seed: int = 2000
+    val_scenes: int = 100
+    train_windows: int = 3000
+    val_windows: int = 512
+
+    @property
+    def scenes(self) -> TrainingScenes:
+        """The training scenes of these fields."""
+        return TrainingScenes(self.train_scenes, self.scene_seconds, self.scene_seed, self.val_scenes)
 
 
 @dataclass(frozen=True)

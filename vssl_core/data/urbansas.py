@@ -29,8 +29,9 @@ Conventions
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -233,6 +234,15 @@ class UrbansasDataset:
             raise exc
         self.skipped.setdefault(reason, []).append(clip)
 
+    def _probe(self, clip: str, kind: str, path: Path, probe: Callable[[Path], Any]) -> Any:
+        """``probe(path)``, or None after :meth:`_fail` when the file does not decode."""
+        try:
+            return probe(path)
+        except DataError as exc:
+            self._fail(clip, f"undecodable {kind}", data_error(
+                path, clip, f"clip {clip}: {exc}", f"replace the {kind} or use on_error='skip'"))
+            return None
+
     def _check(self, clips: list[str], annotated: set[str]) -> list[str]:
         ok = []
         for clip in clips:
@@ -248,19 +258,12 @@ class UrbansasDataset:
                     self.root / "audio", clip, f"no audio of clip {clip}",
                     f"add audio/{clip}.wav, or use on_error='skip'"))
                 continue
-            try:
-                self._video_info[clip] = media.probe_video(vp)
-            except DataError as exc:
-                self._fail(clip, "undecodable video", data_error(
-                    vp, clip, f"clip {clip}: {exc}", "replace the video or use on_error='skip'"))
+            video = self._probe(clip, "video", vp, media.probe_video)
+            audio = self._probe(clip, "audio", ap, media.probe_audio) if video is not None else None
+            if audio is None:
                 continue
-            try:
-                self._audio_info[clip] = media.probe_audio(ap)
-            except DataError as exc:
-                self._fail(clip, "undecodable audio", data_error(
-                    ap, clip, f"clip {clip}: {exc}", "replace the audio or use on_error='skip'"))
-                continue
-            claimed, lasts = self._annotated_until(clip), self._audio_info[clip].duration
+            self._video_info[clip], self._audio_info[clip] = video, audio
+            claimed, lasts = self._annotated_until(clip), audio.duration
             if lasts + AUDIO_SLACK_S < claimed:
                 del self._audio_info[clip], self._video_info[clip]
                 self._fail(clip, "audio shorter than annotations", data_error(

@@ -55,7 +55,7 @@ from vssl_core.models.rcgrad import ModelConfig, RCGrad, build_model
 
 __all__ = ["LoadReport", "save_checkpoint", "load_checkpoint", "save_model", "load_model",
            "load_official_rcgrad", "load_imagenet_resnet18", "load_released_lvs", "load_released_htf",
-           "load_foreign_checkpoint"]
+           "load_foreign_checkpoint", "read_state_dict"]
 
 PathLike = str | os.PathLike
 
@@ -142,7 +142,12 @@ def load_model(path: PathLike) -> tuple[RCGrad, dict[str, Any]]:
 
 
 # -- foreign weights ----------------------------------------------------------------------------
-def _read_state(path_or_state: PathLike | Mapping[str, Any]) -> tuple[dict[str, Any], str]:
+def read_state_dict(path_or_state: PathLike | Mapping[str, Any]) -> tuple[dict[str, Any], str]:
+    """``(state dict, name for messages)`` of a checkpoint file or an in-memory state dict.
+
+    A ``{"state_dict": ...}`` wrapper is opened and a ``module.`` prefix on every key (a model
+    saved from ``DataParallel``) is dropped.
+    """
     if isinstance(path_or_state, Mapping):
         state, name = dict(path_or_state), "<state dict>"
     else:
@@ -205,7 +210,7 @@ def load_official_rcgrad(path_or_state_dict: PathLike | Mapping[str, Any], *,
         Unreadable file, no ``image_encoder.``/``audio_encoder.`` keys, an unknown key, a wrong
         shape or a missing tensor (the message names the file and the key).
     """
-    state, name = _read_state(path_or_state_dict)
+    state, name = read_state_dict(path_or_state_dict)
     prefixes = ("image_encoder.", "audio_encoder.")
     if not any(k.startswith(p) for k in state for p in prefixes):
         first = next(iter(state), "<empty>")
@@ -237,7 +242,7 @@ def load_imagenet_resnet18(path: PathLike | Mapping[str, Any], *, layer4_stride:
     ``fc.*`` (the classifier) is ignored and reported; layer4's stride is a forward-time choice
     and does not change the weights. Never downloads anything.
     """
-    state, name = _read_state(path)
+    state, name = read_state_dict(path)
     if "conv1.weight" not in state:
         first = next(iter(state), "<empty>")
         raise data_error(name, first, "no 'conv1.weight' key",

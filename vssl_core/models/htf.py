@@ -64,11 +64,12 @@ from torch import nn
 
 from vssl_core.models.checkpoints import LoadReport
 from vssl_core.models.encoders import ResNetEncoder, resnet18_encoder
-from vssl_core.models.lvs import LocalizerOutput, LVSEncoding, _check_common, _from_dict, cosine_maps, loss_params, trimap_loss
+from vssl_core.models.lvs import LocalizerOutput, LVSConfig, LVSEncoding, cosine_maps, loss_params, trimap_loss
 from vssl_core.models.pretrain import load_encoder_weights
 
 __all__ = ["FLOW_ENCODERS", "FLOW_INPUTS", "HTFConfig", "FlowAttention", "MaxPoolFlow", "HTF", "build_htf",
            "prepare_flow_field", "jpeg_flow_field", "JpegFlowField"]
+
 
 FLOW_ENCODERS = ("resnet", "maxpool", "none")
 #: ``HTFConfig.flow_input``: the companion's signed float field, or the released JPEG encoding.
@@ -78,36 +79,31 @@ _RELEASED_DEFAULTS = {"flow_input": "signed", "frozen_batchnorm": "eval", "flow_
 
 
 @dataclass(frozen=True)
-class HTFConfig:
+class HTFConfig(LVSConfig):
     """Everything that defines a Hear The Flow model and its loss.
 
     Attributes
     ----------
+    width, image_size, audio_sr, eps_p, eps_n, tau, temperature, negatives, easy_negatives, audio_pool
+        As :class:`~vssl_core.models.lvs.LVSConfig` (all ResNet-18s share ``width``; flow fields
+        have ``image_size`` too).
+    pretrained_vision : str or None
+        As LVS: local image-encoder weights (ImageNet torchvision ``resnet18`` needs width 1.0;
+        an object-prior file any width), loaded by :func:`build_htf`.
+    layer4_stride : {1, 2}
+        Image and flow encoders; 2 (the default here) gives the paper's 7x7 grid at 224 px.
+    audio_seconds : float
+        Clip length used to build the data (3 s); not used by the network.
     flow_encoder : {"resnet", "maxpool", "none"}
         See the module docstring.
     freeze_vision : bool
         Freeze the image encoder (parameters and BatchNorm statistics).
-    pretrained_vision : str or None
-        Local image-encoder weights file (ImageNet torchvision ``resnet18`` needs width 1.0;
-        a vehicle-prior file any width), loaded by :func:`build_htf`.
     pretrained_flow : bool
         Also start the ResNet flow encoder from ``pretrained_vision`` (paper: ImageNet).
-    width : float
-        Channel multiplier of all ResNet-18s.
-    layer4_stride : {1, 2}
-        Image and flow encoders; 2 gives the paper's 7x7 grid at 224 px.
-    image_size : int
-        Square side in pixels of images and flow fields.
     attn_dim : int
         Query/key channels (64; the softmax scale is ``1 / sqrt(attn_dim)`` = 1/8).
     maxpool_abs : bool
         ``"maxpool"`` only: pool ``|dx|, |dy|`` instead of the signed field.
-    audio_sr : int
-        Sample rate of the waveforms given to :func:`~vssl_core.models.lvs.prepare_lvs_audio`.
-    audio_seconds : float
-        Clip length used to build the data (3 s); not used by the network.
-    eps_p, eps_n, tau, temperature, negatives, easy_negatives, audio_pool
-        As :class:`~vssl_core.models.lvs.LVSConfig`.
     flow_input : {"signed", "jpeg"}
         ``"signed"``: the float field (dx, dy) px per step. ``"jpeg"``: the field holds the
         released encoding (:func:`jpeg_flow_field`); the model reads its absolute value (see
@@ -120,30 +116,19 @@ class HTFConfig:
         initialised (the released code).
     """
 
+    layer4_stride: int = 2
+    audio_seconds: float = 3.0
     flow_encoder: str = "resnet"
     freeze_vision: bool = True
-    pretrained_vision: str | None = None
     pretrained_flow: bool = True
-    width: float = 1.0
-    layer4_stride: int = 2
-    image_size: int = 224
     attn_dim: int = 64
     maxpool_abs: bool = False
-    audio_sr: int = 22050
-    audio_seconds: float = 3.0
-    eps_p: float = 0.65
-    eps_n: float = 0.4
-    tau: float = 0.03
-    temperature: float = 0.07
-    negatives: str = "separate"
-    easy_negatives: str = "confident"
-    audio_pool: str = "max"
     flow_input: str = "signed"
     frozen_batchnorm: str = "eval"
     flow_conv1: str = "rgb_mean"
 
     def __post_init__(self) -> None:
-        _check_common(self)
+        super().__post_init__()
         if self.flow_encoder not in FLOW_ENCODERS:
             raise ValueError(f"HTFConfig.flow_encoder must be one of {FLOW_ENCODERS}, got {self.flow_encoder!r}")
         if self.attn_dim < 1:
@@ -166,10 +151,6 @@ class HTFConfig:
         """Every field, except the released-code switches at their defaults (so that the
         recipes and keys of models without them stay as they were)."""
         return {k: v for k, v in asdict(self).items() if _RELEASED_DEFAULTS.get(k, object()) != v}
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> HTFConfig:
-        return _from_dict(cls, d)
 
 
 class FlowAttention(nn.Module):

@@ -54,8 +54,7 @@ difference is meant (tau "controls the sharpness").
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -67,6 +66,7 @@ from vssl_core.models.audio import lvs_spectrogram
 from vssl_core.models.checkpoints import LoadReport
 from vssl_core.models.encoders import ResNetEncoder, resnet18_encoder
 from vssl_core.models.pretrain import load_encoder_weights, normalize_images
+from vssl_core.repro.config import PlainConfig
 
 __all__ = [
     "NEGATIVES", "EASY_NEGATIVES", "LVSConfig", "LocalizerOutput", "LVS", "build_lvs", "cosine_maps", "trimap_logits",
@@ -79,7 +79,7 @@ _POOLS = ("avg", "max")
 
 
 @dataclass(frozen=True)
-class LVSConfig:
+class LVSConfig(PlainConfig):
     """Everything that defines an LVS model and its loss.
 
     Attributes
@@ -125,15 +125,6 @@ class LVSConfig:
     def __post_init__(self) -> None:
         _check_common(self)
 
-    def to_dict(self) -> dict[str, Any]:
-        """Plain-type dict (checkpoints, cache fingerprints)."""
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> LVSConfig:
-        """Inverse of :meth:`to_dict`; unknown keys are an error."""
-        return _from_dict(cls, d)
-
 
 def _check_common(cfg: Any) -> None:
     name = type(cfg).__name__
@@ -150,14 +141,6 @@ def _check_common(cfg: Any) -> None:
         raise ValueError(f"{name}.easy_negatives must be one of {EASY_NEGATIVES}, got {cfg.easy_negatives!r}")
     if cfg.audio_pool not in _POOLS:
         raise ValueError(f"{name}.audio_pool must be one of {_POOLS}, got {cfg.audio_pool!r}")
-
-
-def _from_dict(cls: type, d: Mapping[str, Any]) -> Any:
-    names = {f.name for f in fields(cls)}
-    unknown = set(d) - names
-    if unknown:
-        raise ValueError(f"unknown {cls.__name__} fields {sorted(unknown)}")
-    return cls(**dict(d))
 
 
 class LocalizerOutput(NamedTuple):

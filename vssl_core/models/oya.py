@@ -74,13 +74,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields
-from typing import Any, NamedTuple
+from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 from torch import nn
 
 from vssl_core.models.audio import LOG_EPS, log_spectrogram, to_mono
+from vssl_core.repro.config import PlainConfig
 
 __all__ = [
     "SPEC_INPUTS", "NEGATIVES", "IMAGENET_MEAN", "IMAGENET_STD", "IMAGE_BLOCKS", "AUDIO_BLOCKS", "OyaConfig",
@@ -103,7 +104,7 @@ _NORM_EPS = 1e-8
 
 
 @dataclass(frozen=True)
-class OyaConfig:
+class OyaConfig(PlainConfig):
     """Architecture and front end of :class:`OyaNet`.
 
     Attributes
@@ -204,18 +205,6 @@ class OyaConfig:
     def frames(self, n_samples: int) -> int:
         """STFT frames of a clip of ``n_samples`` samples (centred frames)."""
         return 1 + n_samples // self.hop
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain-type dict (for checkpoints and fingerprints)."""
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> OyaConfig:
-        """Inverse of :meth:`to_dict`; unknown keys are an error."""
-        unknown = set(d) - {f.name for f in fields(cls)}
-        if unknown:
-            raise ValueError(f"unknown OyaConfig fields {sorted(unknown)}")
-        return cls(**dict(d))
 
 
 def _ch(c: int, width: float) -> int:

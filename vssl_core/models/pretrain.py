@@ -43,7 +43,7 @@ import io
 import math
 import os
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -53,9 +53,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from vssl_core.repro.atomic import write_bytes
-from vssl_core.models.checkpoints import LoadReport, load_checkpoint, load_imagenet_resnet18
+from vssl_core.models.checkpoints import LoadReport, load_imagenet_resnet18, read_state_dict
 from vssl_core.errors import data_error
 from vssl_core.models.encoders import ResNetEncoder, resnet18_encoder
+from vssl_core.repro.config import PlainConfig
 
 __all__ = [
     "IMAGENET_MEAN", "IMAGENET_STD", "PRIOR_CLASSES", "normalize_images", "images_to_tensor",
@@ -124,16 +125,6 @@ def load_imagenet_weights(encoder: ResNetEncoder, path: PathLike | Mapping[str, 
     return report
 
 
-def _read_encoder_state(source: PathLike | Mapping[str, Any]) -> tuple[dict[str, Any], str]:
-    if isinstance(source, Mapping):
-        state, name = dict(source), "<state dict>"
-    else:
-        state, name = load_checkpoint(source), str(source)
-    if "state_dict" in state and isinstance(state["state_dict"], Mapping):
-        state = dict(state["state_dict"])
-    return state, name
-
-
 def load_encoder_weights(encoder: ResNetEncoder, source: PathLike | Mapping[str, Any]) -> LoadReport:
     """Load an encoder state (ImageNet torchvision file, or one of :func:`save_encoder_state`).
 
@@ -147,7 +138,7 @@ def load_encoder_weights(encoder: ResNetEncoder, source: PathLike | Mapping[str,
     DataError
         Unreadable file, unknown / missing keys, wrong shapes (message names file and key).
     """
-    state, name = _read_encoder_state(source)
+    state, name = read_state_dict(source)
     ignored = sorted(k for k in state if k.startswith("fc."))
     state = {k: v for k, v in state.items() if not k.startswith("fc.")}
     w = state.get("conv1.weight")
@@ -194,7 +185,7 @@ def save_encoder_state(path: PathLike, state: Mapping[str, torch.Tensor], **meta
 
 # -- (b) the substitute prior: dense object classes on whole synthetic frames --------------------
 @dataclass(frozen=True)
-class PriorConfig:
+class PriorConfig(PlainConfig):
     """The object prior's network: an image encoder and a 1x1 per-cell classifier.
 
     Attributes
@@ -238,13 +229,6 @@ class PriorConfig:
     @property
     def grid(self) -> int:
         return self.image_size // self.stride
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> PriorConfig:
-        return cls(**dict(d))
 
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)

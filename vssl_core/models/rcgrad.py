@@ -29,8 +29,8 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Iterator, Mapping
-from dataclasses import asdict, dataclass, fields
-from typing import Any, NamedTuple
+from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -39,6 +39,7 @@ from torch import nn
 
 from vssl_core.models.audio import LogSpectrogram
 from vssl_core.models.encoders import EncoderOutput, resnet18_encoder
+from vssl_core.repro.config import PlainConfig
 
 __all__ = [
     "KINDS", "CLIP_MEAN", "CLIP_STD", "FLOW_OFFSET", "FLOW_SCALE", "FLOW_UNIT", "FLOW_INPUTS", "ModelConfig", "ModelOutput",
@@ -60,7 +61,7 @@ LOGIT_SCALE_MAX = 100.0
 
 
 @dataclass(frozen=True)
-class ModelConfig:
+class ModelConfig(PlainConfig):
     """Everything that defines a model's architecture and its inference behaviour.
 
     Attributes
@@ -105,19 +106,6 @@ class ModelConfig:
     def uses_flow(self) -> bool:
         """True for the FlowGrad models, which need a flow magnitude per sample."""
         return self.kind != "rcgrad"
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain-type dict (for checkpoints and fingerprints)."""
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> ModelConfig:
-        """Inverse of :meth:`to_dict`; unknown keys are an error."""
-        names = {f.name for f in fields(cls)}
-        unknown = set(d) - names
-        if unknown:
-            raise ValueError(f"unknown ModelConfig fields {sorted(unknown)}")
-        return cls(**dict(d))
 
 
 class ModelOutput(NamedTuple):

@@ -161,3 +161,31 @@ class StudySetup:
         values = {**profile_values(profile, cls.PROFILE_TABLE, notebooks_dir), **dict(overrides or {})}
         names = cls.field_names()
         return cls.from_params(**{k: v for k, v in values.items() if k in names})
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingSetup(StudySetup):
+    """A study Setup that trains models: the optimiser fields of every such study.
+
+    Attributes
+    ----------
+    prior_epochs : int
+        Epochs of the object prior, the companion's stand-in for ImageNet weights (0: start
+        from random weights, the papers' "de novo").
+    epochs : int
+        Maximum training epochs (early stopping; the best epoch by validation loss is kept).
+    batch_size, lr, seed : int, float, int
+        Adam's batch size and learning rate; the seed of initial weights and batch order.
+    patience : int
+        Early stopping: epochs without a lower validation loss before training stops.
+    num_threads : int or None
+        torch threads while training (None: torch's default).
+    """
+
+    prior_epochs: int = 6
+    epochs: int = 10
+    batch_size: int = 64
+    lr: float = 1e-3
+    seed: int = 0
+    patience: int = 3
+    num_threads: int | None = None

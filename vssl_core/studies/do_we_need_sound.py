@@ -71,7 +71,7 @@ from vssl_core.eval.scoring import score_stream as _score_stream
 from vssl_core.models import oya_maps, rcgrad_maps
 from vssl_core.models.audio import resample_audio
 from vssl_core.models.baselines import flow_only_maps, random_maps
-from vssl_core.repro.profiles import StudySetup
+from vssl_core.repro.profiles import TrainingSetup
 from vssl_core.training.loop import TrainConfig
 from vssl_core.training.rcgrad_family import RCGradFamilySetup, borrowed_setup, data_recipe
 from vssl_core.training.store import Models, ModelSpec
@@ -127,7 +127,7 @@ PAPER_CUTOFF = 0.5
 
 
 @dataclass(frozen=True)
-class OyaSetup(StudySetup):
+class OyaSetup(TrainingSetup):
     """Everything that defines one Oya run (split, sizes, model, training, protocols).
 
     Attributes
@@ -144,13 +144,6 @@ class OyaSetup(StudySetup):
     spec_input : {"amp_phase", "log_power"}
     negatives : {"shift", "all"}
         Negative pairs of the similarity loss (``OyaConfig.negatives``).
-    epochs, batch_size, lr, seed : int, int, float, int
-        Adam, same maximum epochs for every size (the best by validation loss is kept).
-    patience : int
-        Early stopping: epochs without a lower validation loss before training stops.
-    prior_epochs : int
-        Epochs of the object prior of the image trunk (our stand-in for ImageNet VGG-11;
-        0: "de novo", from random weights).
     ab_clips, ab_max_parked : int
         Size of the Type A/B synthetic set and its parked-vehicle range ``(0, ab_max_parked)``.
     concat_pairs : int
@@ -158,8 +151,9 @@ class OyaSetup(StudySetup):
     protocol : {"companion", "paper", "released"}
         The evaluation rules (module docstring, :func:`evaluation_rules`; ``"released"`` is
         ``"paper"``); it changes no model.
-    num_threads : int or None
-        torch threads while training (None: torch's default).
+    prior_epochs, epochs, batch_size, lr, seed, patience, num_threads
+        Training (:class:`~vssl_core.repro.profiles.TrainingSetup`), the same maximum epochs for
+        every size; the object prior is of the image trunk (our stand-in for ImageNet VGG-11).
     """
 
     PROFILE_TABLE = "04_do_we_need_sound"
@@ -176,12 +170,8 @@ class OyaSetup(StudySetup):
     hop: int = 255
     spec_input: str = "amp_phase"
     negatives: str = "all"
-    epochs: int = 10
     batch_size: int = 32
     lr: float = 1e-4
-    seed: int = 0
-    patience: int = 3
-    prior_epochs: int = 6
     ab_clips: int = 48
     ab_max_parked: int = 2
     concat_pairs: int = 0
@@ -220,8 +210,7 @@ class OyaSetup(StudySetup):
     @property
     def train_config(self) -> TrainConfig:
         """The :class:`vssl_core.training.loop.TrainConfig` of this setup."""
-        return TrainConfig(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, seed=self.seed,
-                           early_stopping_patience=self.patience, num_threads=self.num_threads)
+        return TrainConfig.from_setup(self)
 
 
 @dataclass(frozen=True)

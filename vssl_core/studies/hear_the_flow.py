@@ -52,7 +52,7 @@ import pandas as pd
 from vssl_core.data.arrays import EVAL_AUDIO_SECONDS, EvalArrays, load_evaluation
 from vssl_core.data.flow import FlowParams
 from vssl_core.data.synth import GENERATOR_VERSION
-from vssl_core.data.training_set import TrainingScenes, load_training_data, validation_pairs
+from vssl_core.data.training_set import ScenesSetup, load_training_data, validation_pairs
 from vssl_core.data.urbansas import UrbansasDataset
 from vssl_core.eval.audio_sensitivity import audio_sensitivity as _audio_sensitivity
 from vssl_core.eval.maps import LocalizationMaps
@@ -64,7 +64,6 @@ from vssl_core.models.baselines import centred_box_maps, flow_only_maps
 from vssl_core.errors import data_error
 from vssl_core.models.htf import HTF, HTFConfig, JpegFlowField, build_htf
 from vssl_core.models.lvs import LVS
-from vssl_core.repro.profiles import StudySetup
 from vssl_core.training.loop import TrainConfig
 from vssl_core.training.store import Models, ModelSpec
 
@@ -102,18 +101,14 @@ TABLE4_ROWS: dict[str, tuple[bool, bool, bool]] = {
 
 
 @dataclass(frozen=True)
-class HearTheFlowSetup(StudySetup):
+class HearTheFlowSetup(ScenesSetup):
     """Everything that defines one run of the Hear The Flow ablations.
 
     Attributes
     ----------
-    eval_clips : int
-        Held-out clips of the default set (the last ones by name): the evaluation pairs.
-    train_scenes, scene_seconds, scene_seed, val_scenes : int, float, int, int
-        The training scenes (:class:`~vssl_core.data.training_set.TrainingScenes`; the same as
-        the RCGrad family's by default).
-    train_windows, val_windows : int
-        Random windows of the training and validation scenes.
+    eval_clips, train_scenes, scene_seconds, scene_seed, val_scenes, train_windows, val_windows
+        Evaluation clips and training scenes (:class:`~vssl_core.data.training_set.ScenesSetup`;
+        the same scenes as the RCGrad family's by default).
     image_size, width, layer4_stride : int, float, int
         Input side (px), ResNet-18 width multiplier, layer4 stride. The paper: 224 px, 1.0,
         stride 2 (7x7 grid); the quick profile: 112 px, 0.25, stride 1 (7x7 grid).
@@ -121,14 +116,8 @@ class HearTheFlowSetup(StudySetup):
         Audio rate (Hz) and training window (s); Hear The Flow uses 3 s at 22.05 kHz (released
         code; its text says 16 kHz). Evaluation: FlowGrad's 1 s from t - 0.5 at ``audio_sr``
         (companion protocol) or ``audio_seconds`` centred on the frame (paper, released).
-    epochs, batch_size, lr, seed : int, int, float, int
-        Adam; the best epoch by validation loss is kept (the paper: lr 1e-3, batch 128, 100 epochs).
-    patience : int
-        Early stopping: epochs without a lower validation loss before training stops.
     flow_window_s : float
         Flow aggregation window (s) of the companion protocol.
-    prior_epochs : int
-        Epochs of the object prior (our stand-in for ImageNet: "pretrained vision").
     imagenet_weights : str
         Local torchvision ResNet-18 state dict: used as the vision prior instead of the object
         prior (needs ``width=1.0``); '' for the object prior.
@@ -137,34 +126,21 @@ class HearTheFlowSetup(StudySetup):
         of Hear The Flow's text / released code (module docstring, :func:`evaluation_rules`).
         Under ``"paper"`` and ``"released"`` the flow is one native frame pair, so
         ``flow_window_s`` must keep its default.
-    num_threads : int or None
-        torch threads while training (None: torch's default).
+    prior_epochs, epochs, batch_size, lr, seed, patience, num_threads
+        Training (:class:`~vssl_core.repro.profiles.TrainingSetup`; the object prior is the
+        "pretrained vision" of Table 4; the paper: lr 1e-3, batch 128, 100 epochs).
     """
 
     PROFILE_TABLE = "03_ablations"
 
-    eval_clips: int = 40
-    train_scenes: int = 3000
-    scene_seconds: float = 2.0
-    scene_seed: int = 2000
-    val_scenes: int = 100
-    train_windows: int = 3000
-    val_windows: int = 512
     image_size: int = 112
     width: float = 0.25
     layer4_stride: int = 1
     audio_sr: int = 16000
     audio_seconds: float = 1.0
-    epochs: int = 10
-    batch_size: int = 64
-    lr: float = 1e-3
-    seed: int = 0
     flow_window_s: float = 0.125
-    patience: int = 3
-    prior_epochs: int = 6
     imagenet_weights: str = ""
     protocol: str = "companion"
-    num_threads: int | None = None
 
     def __post_init__(self) -> None:
         if self.protocol not in PROTOCOLS:
@@ -193,13 +169,8 @@ class HearTheFlowSetup(StudySetup):
     def released(self) -> bool:
         return self.protocol == "released"
 
-    @property
-    def scenes(self) -> TrainingScenes:
-        return TrainingScenes(self.train_scenes, self.scene_seconds, self.scene_seed, self.val_scenes)
-
     def train_config(self) -> TrainConfig:
-        return TrainConfig(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, seed=self.seed,
-                           early_stopping_patience=self.patience, num_threads=self.num_threads)
+        return TrainConfig.from_setup(self)
 
 
 # -- protocol --------------------------------------------------------------------------------------

@@ -46,7 +46,7 @@ import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +58,7 @@ from tqdm.auto import tqdm
 from vssl_core.data.streaming import as_streaming
 from vssl_core.errors import data_error
 from vssl_core.models.checkpoints import load_checkpoint, save_checkpoint
+from vssl_core.repro.config import PlainConfig
 from vssl_core.repro.memory import release_unused
 from vssl_core.training import distributed
 from vssl_core.training.batchnorm import recalibrate
@@ -74,7 +75,7 @@ SCHEDULES = ("plateau", "constant")
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(PlainConfig):
     """One training run (the model's own config is separate).
 
     Attributes
@@ -133,16 +134,13 @@ class TrainConfig:
             raise ValueError(f"invalid TrainConfig: bn_batches {self.bn_batches}, "
                              f"early_stopping_patience {self.early_stopping_patience}")
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> TrainConfig:
-        names = {f.name for f in fields(cls)}
-        unknown = set(d) - names
-        if unknown:
-            raise ValueError(f"unknown TrainConfig fields {sorted(unknown)}")
-        return cls(**dict(d))
+    def from_setup(cls, setup: Any, epochs: int | None = None, lr: float | None = None) -> TrainConfig:
+        """The run a study's Setup asks for: its ``batch_size``, ``seed``, ``patience`` (early
+        stopping), ``num_threads``, and ``epochs`` / ``lr`` unless given here."""
+        return cls(epochs=setup.epochs if epochs is None else epochs, batch_size=setup.batch_size,
+                   lr=setup.lr if lr is None else lr, seed=setup.seed, early_stopping_patience=setup.patience,
+                   num_threads=setup.num_threads)
 
     def weights_key(self) -> dict[str, Any]:
         """The fields that determine the trained weights (no device, threads, logging; the

@@ -31,8 +31,7 @@ import numpy as np
 
 from vssl_core.data.flow import FlowParams
 from vssl_core.data.synth import GENERATOR_VERSION
-from vssl_core.data.training_set import TrainingScenes, load_training_data, validation_pairs
-from vssl_core.repro.profiles import StudySetup
+from vssl_core.data.training_set import ScenesSetup, TrainingScenes, load_training_data, validation_pairs
 from vssl_core.training.loop import TrainConfig
 from vssl_core.training.store import Models, ModelSpec
 
@@ -44,17 +43,13 @@ FAMILY = ("rcgrad", "flowgrad_ic", "flowgrad_en")
 
 
 @dataclass(frozen=True)
-class RCGradFamilySetup(StudySetup):
+class RCGradFamilySetup(ScenesSetup):
     """Data, sizes and training of the RCGrad family (notebook 02's parameters).
 
     Attributes
     ----------
-    eval_clips : int
-        Held-out clips of the default synthetic set (the last ones by name): the evaluation pairs.
-    train_scenes, scene_seconds, scene_seed, val_scenes : int, float, int, int
-        The training scenes (:class:`~vssl_core.data.training_set.TrainingScenes`).
-    train_windows, val_windows : int
-        Random windows drawn from the training and the validation scenes.
+    eval_clips, train_scenes, scene_seconds, scene_seed, val_scenes, train_windows, val_windows
+        Evaluation clips and training scenes (:class:`~vssl_core.data.training_set.ScenesSetup`).
     image_size, width, layer4_stride : int, float, int
         Model input side (px), ResNet-18 width multiplier, layer4 stride (1 as RCGrad).
     audio_sr : int
@@ -62,8 +57,6 @@ class RCGradFamilySetup(StudySetup):
     train_audio_seconds : float
         Training window length (s). RCGrad trains on 5 s; the quick profile uses 1 s (the audio
         encoder dominates the cost). Evaluation always uses FlowGrad's 1 s from t - 0.5.
-    prior_epochs : int
-        Epochs of the object prior (0: start RCGrad from random weights, as "de novo").
     epochs, finetune_epochs : int
         RCGrad epochs; FlowGrad-IC / -EN fine-tuning epochs (maxima: early stopping on validation).
     en_lr : float or None
@@ -72,9 +65,6 @@ class RCGradFamilySetup(StudySetup):
         lowers the validation loss fastest but its maps stop following the sources (quick
         profile, validation clips: cIoU@0.3 0.088, audio sensitivity 0.17), at 1e-4 they do
         (0.197, 0.33). Chosen on the validation clips, never on the evaluation clips.
-    batch_size, lr, seed : int, float, int
-    patience : int
-        Early stopping: epochs without a lower validation loss before training stops.
     flow_window_s : float
         Flow aggregation window (0.125 s = one 8-fps pair, the paper).
     compensate_camera : bool
@@ -82,48 +72,30 @@ class RCGradFamilySetup(StudySetup):
     flow_input : {"paper", "unit"}
         How FlowGrad-IC / -EN read the flow magnitude: the paper's ``(|v| + 5) / 200`` or
         ``|v| / 2`` (about unit scale, like the normalised RGB channels).
-    num_threads : int or None
-        torch threads while training (None: torch's default).
+    prior_epochs, batch_size, lr, seed, patience, num_threads
+        Training (:class:`~vssl_core.repro.profiles.TrainingSetup`).
     """
 
     PROFILE_TABLE = "02_flowgrad"
 
-    eval_clips: int = 40
-    train_scenes: int = 3000
-    scene_seconds: float = 2.0
-    scene_seed: int = 2000
-    val_scenes: int = 100
-    train_windows: int = 3000
-    val_windows: int = 512
     image_size: int = 128
     width: float = 0.5
     layer4_stride: int = 1
     audio_sr: int = 16000
     train_audio_seconds: float = 1.0
-    prior_epochs: int = 6
     epochs: int = 8
     finetune_epochs: int = 4
     en_lr: float | None = 1e-4
-    batch_size: int = 64
-    lr: float = 1e-3
-    seed: int = 0
     flow_window_s: float = 0.125
     compensate_camera: bool = False
-    patience: int = 3
     flow_input: str = "unit"
-    num_threads: int | None = None
 
     @property
     def flow(self) -> FlowParams:
         return FlowParams(window_s=self.flow_window_s, compensate_camera=self.compensate_camera)
 
-    @property
-    def scenes(self) -> TrainingScenes:
-        return TrainingScenes(self.train_scenes, self.scene_seconds, self.scene_seed, self.val_scenes)
-
     def train_config(self, epochs: int, lr: float | None = None) -> TrainConfig:
-        return TrainConfig(epochs=epochs, batch_size=self.batch_size, lr=self.lr if lr is None else lr,
-                           seed=self.seed, early_stopping_patience=self.patience, num_threads=self.num_threads)
+        return TrainConfig.from_setup(self, epochs, lr)
 
 
 def borrowed_setup(profile: str, overrides: Mapping[str, Any] | None = None,
