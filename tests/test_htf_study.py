@@ -84,6 +84,33 @@ def test_audio_sensitivity_is_zero_when_the_audio_is_ignored():
         hs.audio_sensitivity(model, ev.subset([0]))
 
 
+def test_uniform_share_separates_a_shift_from_a_change_of_shape():
+    from vssl_core.eval.audio_sensitivity import uniform_share
+
+    rng = np.random.default_rng(0)
+    a = rng.random((3, 7, 7))
+    shape = rng.standard_normal((7, 7))
+    shape -= shape.mean()                              # zero mean: a pure change of shape
+    b = np.stack([a[0] + 0.2, a[1] + shape, a[2]])
+    share = uniform_share(a, b)
+    assert share[0] == pytest.approx(1.0) and share[1] == pytest.approx(0.0, abs=1e-12) and np.isnan(share[2])
+    mixed = uniform_share(a[:1], a[:1] + 0.1 + 0.1 * shape)
+    assert mixed[0] == pytest.approx(0.01 / (0.01 + 0.01 * (shape ** 2).mean()))
+
+
+def test_audio_change_table_reads_the_raw_maps():
+    torch.manual_seed(0)
+    images, audio, field = _batch()
+    model = HTF(hs.model_config(SETUP, flow=True, pretrained=False, frozen=False)).eval()
+    ev = make_pairs(images, audio, flow_field=field)
+    table = hs.audio_change_table({"d": model}, ev)
+    assert list(table["model"]) == ["d"] and table.loc[0, "raw change (RMS)"] > 0
+    assert 0 <= table.loc[0, "uniform share"] <= 1
+    fixed = model.encode_audio(torch.zeros(1, 1, 257, 66)).detach()
+    model.encode_audio = lambda spec: fixed.expand(len(spec), -1)       # every clip sounds the same
+    assert hs.audio_change_table({"d": model}, ev).loc[0, "raw change (RMS)"] == 0
+
+
 def test_tables_carry_the_papers_numbers():
     r = metrics.score_cious(np.array([0.6, 0.2, 0.7]), at=0.5, n_boot=0)
     t4 = hs.table4({"a": r, "flow only (reference)": r}, sensitivity={"a": 0.1})

@@ -180,3 +180,28 @@ def test_localize_returns_metric_space_per_kind():
     assert h.postprocess == "none"
     np.testing.assert_allclose(h.maps, clean(localize(rc, images, audio).maps)
                                * metrics.resize_to_grid(flow), atol=1e-6)
+
+
+def test_en_branch_maps_score_each_branch_and_their_product_is_the_model_map():
+    from types import SimpleNamespace
+
+    from vssl_core.models.rcgrad_maps import en_branch_maps
+    from vssl_core.studies.flowgrad import en_branch_table
+
+    images, audio, flow = _batch()
+    gt = np.zeros((4, 224, 224), np.float32)
+    gt[:, 40:120, 60:160] = 1
+    ev = SimpleNamespace(images=images, audio=audio, flow=flow, gt=gt, audio_sr=SMALL["audio_sr"])
+    torch.manual_seed(0)
+    en = build_model(ModelConfig(kind="flowgrad_en", **SMALL)).eval()
+    branches = dict(en_branch_maps(en, ev))
+    assert list(branches) == ["image branch", "flow branch", "product (FlowGrad-EN)"]
+    np.testing.assert_allclose(branches["product (FlowGrad-EN)"].maps, localize(en, images, audio, flow).maps, atol=1e-6)
+    np.testing.assert_allclose(branches["flow branch"].maps, to_grid(flow_maps(en, flow, audio)), atol=1e-6)
+    table = en_branch_table(en, ev, n_boot=0)
+    assert list(table["map"]) == list(branches) and (table["n"] == 4).all()
+    single = metrics.evaluate(branches["flow branch"].maps, gt, postprocess="clean", at=0.3, n_boot=0)
+    assert table.loc[1, "cIoU@0.3"] == pytest.approx(single.ciou)
+    torch.manual_seed(0)
+    with pytest.raises(ValueError, match="FlowGrad-EN"):
+        list(en_branch_maps(build_model(ModelConfig(**SMALL)).eval(), ev))

@@ -17,7 +17,7 @@ from vssl_core.models.lvs import LVS, LVSConfig
 from vssl_core.models.oya import OyaConfig, OyaNet
 from vssl_core.models.rcgrad import FlowGradEN, FlowGradIC, ModelConfig, RCGrad
 from vssl_core.models.rcgrad_maps import localize
-from vssl_core.training.loop import TrainConfig, train
+from vssl_core.training.loop import TrainConfig, param_groups, train
 from vssl_core.training.objectives import Contrastive, Trimap, flip_horizontal, objective_for
 from vssl_core.training.store import Models, ModelSpec, NotTrained, load_trained, obtain
 
@@ -169,6 +169,34 @@ def test_resume_refuses_another_config_or_model(tmp_path):
     with pytest.raises(DataError, match="model_class"):
         train(_model(LVS, LVS_CFG), replace(CFG, epochs=2), _planted(16, samples=T), out_dir=tmp_path,
               progress=False)
+
+
+def test_lr_multipliers_train_a_named_encoder_faster_and_leave_the_rest_as_before():
+    """FlowGrad-EN's flow encoder at 10x the rate: its parameter group has lr * 10, every other
+    trainable parameter stays in the first group at lr; without multipliers one group as before."""
+    en = FlowGradEN.from_rcgrad(_model(RCGrad, RC))
+    config = replace(CFG, lr=1e-4, lr_multipliers=(("flow_encoder.", 10.0),))
+    groups = param_groups(en, config)
+    flow = {id(p) for n, p in en.named_parameters() if n.startswith("flow_encoder.")}
+    assert [g["lr"] for g in groups] == pytest.approx([1e-4, 1e-3])
+    assert {id(p) for p in groups[1]["params"]} == flow
+    assert not flow & {id(p) for p in groups[0]["params"]}
+    plain = param_groups(en, replace(CFG, lr=1e-4))
+    assert len(plain) == 1 and [id(p) for p in plain[0]["params"]] == [id(p) for p in en.parameters()]
+    before = {n: p.detach().clone() for n, p in en.named_parameters()}
+    one_step = replace(config, epochs=1, bn_batches=0)
+    fast, _ = train(en, one_step, _planted(16), progress=False)
+    slow, _ = train(FlowGradEN.from_rcgrad(_model(RCGrad, RC)), replace(one_step, lr_multipliers=()), _planted(16),
+                    progress=False)
+
+    def moved(model, prefix):
+        return sum(float((p.detach() - before[n]).abs().sum()) for n, p in model.named_parameters()
+                   if n.startswith(prefix))
+    assert moved(fast, "flow_encoder.") > 3 * moved(slow, "flow_encoder.")
+    assert TrainConfig(lr_multipliers=[["flow_encoder.", 10]]).lr_multipliers == (("flow_encoder.", 10.0),)
+    assert "lr_multipliers" not in TrainConfig().weights_key() and "lr_multipliers" in config.weights_key()
+    with pytest.raises(ValueError, match="lr_multipliers"):
+        TrainConfig(lr_multipliers=(("flow_encoder.", 0.0),))
 
 
 def test_config_validation():

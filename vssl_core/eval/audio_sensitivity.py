@@ -17,7 +17,7 @@ import numpy as np
 
 from vssl_core.eval.maps import LocalizationMaps
 
-__all__ = ["swap_partners", "map_correlations", "audio_sensitivity", "sensitivity_table"]
+__all__ = ["swap_partners", "map_correlations", "uniform_share", "audio_sensitivity", "sensitivity_table"]
 
 
 def swap_partners(n: int, seed: int = 0) -> np.ndarray:
@@ -36,6 +36,19 @@ def map_correlations(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     b = b - b.mean(1, keepdims=True)
     den = np.sqrt((a * a).sum(1) * (b * b).sum(1))
     return np.where(den > 0, (a * b).sum(1) / np.where(den > 0, den, 1), 1.0)
+
+
+def uniform_share(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Per sample, the share of the change between two map stacks ``(N, h, w)`` that is a uniform
+    shift: ``mean(d)**2 / mean(d**2)`` with ``d = b - a``, in [0, 1].
+
+    1: the whole map moved up or down alike (min-max scaling, and so every metric here, removes
+    such a change: :func:`audio_sensitivity` reads it as 0); 0: only its shape changed. NaN
+    where the two maps are equal.
+    """
+    d = (b.astype(np.float64) - a.astype(np.float64)).reshape(len(a), -1)
+    power = (d * d).mean(1)
+    return np.where(power > 0, d.mean(1) ** 2 / np.where(power > 0, power, 1), np.nan)
 
 
 def audio_sensitivity(map_fn: Callable[[object], LocalizationMaps], ev, seed: int = 0,

@@ -575,7 +575,6 @@ def _overlaps(b: np.ndarray, g: np.ndarray, scratch: np.ndarray
     pixel counts; other rows from float64 sums. Both give the value of the float64 formula
     (sums of multiples of 0.5 are exact in float64).
     """
-    k = b.shape[0]
     gz = np.equal(g, 0, out=scratch)
     n0 = _row_counts(gz)
     false_pos = _row_counts(np.logical_and(b, gz, out=scratch))

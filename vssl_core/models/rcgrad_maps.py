@@ -29,7 +29,7 @@ RCGrad map. See ``docs/conventions.md``.
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -39,7 +39,7 @@ from vssl_core.eval.maps import GRID, POSTPROCESS, LocalizationMaps, clean, flow
 from vssl_core.models.rcgrad import FlowGradEN, RCGrad, prepare_audio, prepare_flow, prepare_images
 
 __all__ = [
-    "audio_embeddings", "cam_closed_form", "rcgrad_maps", "flow_maps", "flowgrad_h", "GradCAM", "EmbeddingDot",
+    "audio_embeddings", "cam_closed_form", "rcgrad_maps", "flow_maps", "en_branch_maps", "flowgrad_h", "GradCAM", "EmbeddingDot",
     "autograd_rcgrad_maps", "localize", "localize_flowgrad_h", "maps", "flowgrad_h_maps", "flowgrad_h_from_rcgrad",
 ]
 
@@ -216,6 +216,21 @@ def flowgrad_h_maps(model: RCGrad, ev) -> LocalizationMaps:
     """FlowGrad-H of the pairs ``ev``: ``clean(RCGrad map) x flow magnitude`` (:func:`flowgrad_h`)."""
     _check_rate(model, ev)
     return localize_flowgrad_h(model, ev.images, ev.audio, ev.flow)
+
+
+def en_branch_maps(model: FlowGradEN, ev) -> Iterator[tuple[str, LocalizationMaps]]:
+    """FlowGrad-EN's two Grad-CAM maps scored apart, then their product (its own map), as
+    ``(name, maps)`` in the metric's space: ``"image branch"``, ``"flow branch"``,
+    ``"product (FlowGrad-EN)"`` (the last equals :func:`maps`)."""
+    if model.kind != "flowgrad_en":
+        raise ValueError(f"en_branch_maps needs a FlowGrad-EN model, got {model.kind}")
+    _check_rate(model, ev)
+    rule = POSTPROCESS[model.kind]
+    image = to_grid(rcgrad_maps(model, ev.images, ev.audio))
+    yield "image branch", LocalizationMaps(image, rule, model.kind)
+    flow = to_grid(flow_maps(model, ev.flow, ev.audio))
+    yield "flow branch", LocalizationMaps(flow, rule, model.kind)
+    yield "product (FlowGrad-EN)", LocalizationMaps(image * flow, rule, model.kind)
 
 
 # -- reference autograd Grad-CAM -----------------------------------------------------------------

@@ -52,7 +52,7 @@ from vssl_core.training.store import Models, ModelSpec
 
 __all__ = ["FlowGradSetup", "PROTOCOLS", "EvalRules", "evaluation_rules", "protocol_maps", "released_flow",
            "FLOWGRAD_TABLE1", "METHODS", "load_pairs", "model_specs", "trained_models", "method_stream", "method_maps",
-           "table1", "paired_table", "sample_states", "pick_examples", "official_rcgrad_maps",
+           "table1", "en_branch_table", "paired_table", "sample_states", "pick_examples", "official_rcgrad_maps",
            "real_detector", "real_evaluation"]
 
 #: FlowGrad Table 1: (IoU at the header's tau = 0.5, AUC). The released evaluation uses an
@@ -256,6 +256,14 @@ def table1(results: Mapping[str, EvalResult], extra_cutoff: float | None = 0.5,
                      "postprocess": rule, "paper_IoU": paper[0], "paper_AUC": paper[1],
                      **({} if protocol == "companion" else {"protocol": protocol})})
     return pd.DataFrame(rows)
+
+
+def en_branch_table(model, ev: EvalArrays, at: float = 0.3, n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
+    """Which branch of FlowGrad-EN localises: its image-encoder and flow-encoder Grad-CAM maps
+    scored apart and as their product (the model's map), on the pairs ``ev``, with 95% CIs.
+    A flow branch near the centred box means the product is about the image map alone."""
+    results, _, _ = score_stream(rcgrad_maps.en_branch_maps(model, ev), ev.gt, at=at, n_boot=n_boot, seed=seed)
+    return pd.DataFrame([{"map": name, "n": r.n, **result_columns(r)} for name, r in results.items()])
 
 
 #: The paired comparisons of notebook 02: the paper's central claims, then whether RCGrad adds

@@ -55,6 +55,7 @@ from vssl_core.data.synth import GENERATOR_VERSION
 from vssl_core.data.training_set import ScenesSetup, load_training_data, validation_pairs
 from vssl_core.data.urbansas import UrbansasDataset
 from vssl_core.eval.audio_sensitivity import audio_sensitivity as _audio_sensitivity
+from vssl_core.eval.audio_sensitivity import swap_partners, uniform_share
 from vssl_core.eval.maps import LocalizationMaps
 from vssl_core.eval.metrics import EvalResult
 from vssl_core.eval.scoring import result_columns
@@ -69,7 +70,7 @@ from vssl_core.training.store import Models, ModelSpec
 
 __all__ = ["HearTheFlowSetup", "PROTOCOLS", "EvalRules", "evaluation_rules", "TABLE4_ROWS", "MODEL_NAMES",
            "HTF_TABLE4", "HTF_TABLE5", "load_pairs", "prior_spec",
-           "model_config", "model_specs", "trained_models", "chance_loss", "validation_metrics", "audio_sensitivity", "score",
+           "model_config", "model_specs", "trained_models", "chance_loss", "validation_metrics", "audio_sensitivity", "audio_change_table", "score",
            "score_stream", "with_postprocess", "table4_stream", "table4", "table5"]
 
 #: Hear The Flow Table 4 (VGG-Sound 10k training, VGG-SS test): row -> (cIoU@0.5, AUC).
@@ -393,6 +394,25 @@ def audio_sensitivity(model: LVS | HTF, ev: EvalArrays, seed: int = 0) -> float:
     """How much the model's map depends on the sound
     (:func:`vssl_core.eval.audio_sensitivity.audio_sensitivity` of :func:`vssl_core.models.lvs_maps.maps`)."""
     return _audio_sensitivity(lambda x: lvs_maps.maps(model, x), ev, seed=seed)
+
+
+def audio_change_table(models: Mapping[str, LVS | HTF], ev: EvalArrays, seed: int = 0) -> pd.DataFrame:
+    """How the sound changes each model's raw cosine map (its feature grid, before any scaling)
+    when the frame is heard with another clip's sound (the swap of :func:`audio_sensitivity`):
+    ``raw change`` is the RMS difference of the two maps (cosine units), ``uniform share`` the mean
+    share of it that shifts the whole map alike (:func:`~vssl_core.eval.audio_sensitivity.uniform_share`).
+    A model with a high uniform share answers "is this the right sound?" for the whole frame but
+    not "where is it?": the loss rewards that, the min-max scaled maps do not show it."""
+    swapped = ev.with_audio(ev.audio[swap_partners(len(ev), seed)])
+    rows = []
+    for name, model in models.items():
+        own = lvs_maps.heatmaps(model, ev.images, ev.audio, ev.flow_field)
+        other = lvs_maps.heatmaps(model, swapped.images, swapped.audio, swapped.flow_field)
+        diff = (other.astype(np.float64) - own).reshape(len(own), -1)
+        share = uniform_share(own, other)   # NaN where the sound changed nothing
+        rows.append({"model": name, "n": len(ev), "raw change (RMS)": float(np.sqrt((diff ** 2).mean())),
+                     "uniform share": float(np.nanmean(share)) if np.isfinite(share).any() else float("nan")})
+    return pd.DataFrame(rows)
 
 
 def score(maps: Mapping[str, LocalizationMaps], gt: np.ndarray, at: float = 0.5,

@@ -64,13 +64,13 @@ from vssl_core.training import distributed
 from vssl_core.training.batchnorm import recalibrate
 from vssl_core.training.objectives import Objective, objective_for
 
-__all__ = ["TrainConfig", "train", "resolve_device", "torch_threads", "epoch_plan", "RUNTIME_FIELDS"]
+__all__ = ["TrainConfig", "train", "param_groups", "resolve_device", "torch_threads", "epoch_plan", "RUNTIME_FIELDS"]
 
 #: Fields that do not change the trained weights (left out of resume checks and cache keys).
 RUNTIME_FIELDS = ("device", "log_every", "num_threads")
 #: Fields added after weights were shipped: left out of :meth:`TrainConfig.weights_key` at these
 #: values, so that every existing model keeps its key.
-KEY_DEFAULTS = {"bf16": False}
+KEY_DEFAULTS = {"bf16": False, "lr_multipliers": ()}
 SCHEDULES = ("plateau", "constant")
 
 
@@ -107,6 +107,11 @@ class TrainConfig(PlainConfig):
     bf16 : bool
         Forward passes under bfloat16 autocast (CUDA with bf16 support, or the CPU); changes the
         weights, so it is part of the weights key when True.
+    lr_multipliers : tuple of (str, float)
+        ``(name prefix, factor)`` pairs: parameters whose name starts with a prefix (the first
+        that matches) train at ``lr * factor``, e.g. ``(("flow_encoder.", 10.0),)`` for a new
+        encoder beside pretrained ones. Empty (the default, not part of the weights key): one
+        learning rate.
     """
 
     epochs: int = 8
@@ -124,8 +129,14 @@ class TrainConfig(PlainConfig):
     log_every: int = 10
     num_threads: int | None = None
     bf16: bool = False
+    lr_multipliers: tuple[tuple[str, float], ...] = ()
 
     def __post_init__(self) -> None:
+        pairs = tuple((str(prefix), float(factor)) for prefix, factor in self.lr_multipliers)
+        if any(not prefix or not factor > 0 for prefix, factor in pairs):
+            raise ValueError(f"TrainConfig.lr_multipliers needs (non-empty prefix, factor > 0) pairs, "
+                             f"got {self.lr_multipliers!r}")
+        object.__setattr__(self, "lr_multipliers", pairs)
         if self.epochs < 1 or self.batch_size < 2 or not self.lr > 0:
             raise ValueError(f"invalid TrainConfig: epochs {self.epochs}, batch_size {self.batch_size}, lr {self.lr}")
         if self.schedule not in SCHEDULES:
@@ -343,6 +354,18 @@ def _resume_state(last: Path | None, resume: bool, ctx: distributed.Context) -> 
     return ck
 
 
+def param_groups(model: nn.Module, config: TrainConfig) -> list[dict[str, Any]]:
+    """Adam's parameter groups: the trainable parameters at ``config.lr`` first, then one group
+    per factor of ``config.lr_multipliers`` (in the order given; empty groups left out)."""
+    factors = [1.0, *(factor for _, factor in config.lr_multipliers)]
+    groups: list[list[nn.Parameter]] = [[] for _ in factors]
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            hit = next((i + 1 for i, (prefix, _) in enumerate(config.lr_multipliers) if name.startswith(prefix)), 0)
+            groups[hit].append(p)
+    return [{"params": ps, "lr": config.lr * f} for ps, f in zip(groups, factors) if ps or f == 1.0]
+
+
 def _train(model, config, arrays, val, out_dir, resume, progress, on_epoch, desc):
     ctx = distributed.context()
     device = ctx.device(config.device) if ctx.is_distributed else resolve_device(config.device)
@@ -354,8 +377,7 @@ def _train(model, config, arrays, val, out_dir, resume, progress, on_epoch, desc
     objective = objective_for(model)
     bn_classes = distributed.convert_batchnorm(model) if ctx.is_distributed else {}
     model = model.to(device)
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+    opt = torch.optim.Adam(param_groups(model, config), lr=config.lr, weight_decay=config.weight_decay)
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=config.plateau_factor,
                                                        patience=config.plateau_patience)
     history: list[dict[str, Any]] = []
