@@ -98,17 +98,22 @@ def test_uniform_share_separates_a_shift_from_a_change_of_shape():
     assert mixed[0] == pytest.approx(0.01 / (0.01 + 0.01 * (shape ** 2).mean()))
 
 
-def test_audio_change_table_reads_the_raw_maps():
+def test_audio_response_reads_the_raw_maps_and_matches_the_generic_sensitivity():
+    from vssl_core.eval.audio_sensitivity import audio_sensitivity as generic
+
     torch.manual_seed(0)
     images, audio, field = _batch()
     model = HTF(hs.model_config(SETUP, flow=True, pretrained=False, frozen=False)).eval()
     ev = make_pairs(images, audio, flow_field=field)
-    table = hs.audio_change_table({"d": model}, ev)
-    assert list(table["model"]) == ["d"] and table.loc[0, "raw change (RMS)"] > 0
-    assert 0 <= table.loc[0, "uniform share"] <= 1
+    response = hs.audio_response(model, ev)
+    assert response["audio sensitivity"] == pytest.approx(generic(lambda x: lvs_maps.maps(model, x), ev), abs=1e-6)
+    assert response["raw change (RMS)"] > 0 and 0 <= response["uniform share"] <= 1
+    table = hs.audio_change_table({"d": response})
+    assert list(table["model"]) == ["d"] and table.loc[0, "n"] == 4
     fixed = model.encode_audio(torch.zeros(1, 1, 257, 66)).detach()
     model.encode_audio = lambda spec: fixed.expand(len(spec), -1)       # every clip sounds the same
-    assert hs.audio_change_table({"d": model}, ev).loc[0, "raw change (RMS)"] == 0
+    silent = hs.audio_response(model, ev)
+    assert silent["raw change (RMS)"] == 0 and np.isnan(silent["uniform share"])
 
 
 def test_tables_carry_the_papers_numbers():

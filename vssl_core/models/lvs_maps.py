@@ -17,7 +17,7 @@ from vssl_core.models.htf import HTF, prepare_flow_field
 from vssl_core.models.lvs import LVS, prepare_lvs_audio
 from vssl_core.models.rcgrad import prepare_images
 
-__all__ = ["heatmaps", "localizer_maps", "maps"]
+__all__ = ["heatmaps", "grid_maps", "localizer_maps", "maps"]
 
 
 @torch.no_grad()
@@ -54,7 +54,13 @@ def localizer_maps(model: LVS | HTF, images: np.ndarray, audio: np.ndarray,
                    flow_field: np.ndarray | None = None, *, chunk_size: int = 32) -> LocalizationMaps:
     """:func:`maps` on plain arrays: ``(N, 224, 224)`` maps (resized as each released evaluation
     does: bilinear for LVS, bicubic for Hear The Flow with flow; then min-max), "median"."""
-    heat = heatmaps(model, images, audio, flow_field, chunk_size)
+    return grid_maps(model, heatmaps(model, images, audio, flow_field, chunk_size))
+
+
+def grid_maps(model: LVS | HTF, heat: np.ndarray) -> LocalizationMaps:
+    """The model's cosine maps ``(N, h, w)`` (:func:`heatmaps`) as the metric reads them:
+    ``(N, 224, 224)``, resized bicubically for Hear The Flow with flow and bilinearly for LVS
+    (as each released evaluation does), min-max scaled, rule "median"."""
     kind = "htf" if isinstance(model, HTF) and model.config.uses_flow else "lvs"
     return LocalizationMaps(to_grid(heat, "bicubic" if kind == "htf" else "bilinear"), "median", kind)
 

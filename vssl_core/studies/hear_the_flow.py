@@ -54,8 +54,7 @@ from vssl_core.data.flow import FlowParams
 from vssl_core.data.synth import GENERATOR_VERSION
 from vssl_core.data.training_set import ScenesSetup, load_training_data, validation_pairs
 from vssl_core.data.urbansas import UrbansasDataset
-from vssl_core.eval.audio_sensitivity import audio_sensitivity as _audio_sensitivity
-from vssl_core.eval.audio_sensitivity import swap_partners, uniform_share
+from vssl_core.eval.audio_sensitivity import map_correlations, swap_partners, uniform_share
 from vssl_core.eval.maps import LocalizationMaps
 from vssl_core.eval.metrics import EvalResult
 from vssl_core.eval.scoring import result_columns
@@ -70,7 +69,7 @@ from vssl_core.training.store import Models, ModelSpec
 
 __all__ = ["HearTheFlowSetup", "PROTOCOLS", "EvalRules", "evaluation_rules", "TABLE4_ROWS", "MODEL_NAMES",
            "HTF_TABLE4", "HTF_TABLE5", "load_pairs", "prior_spec",
-           "model_config", "model_specs", "trained_models", "chance_loss", "validation_metrics", "audio_sensitivity", "audio_change_table", "score",
+           "model_config", "model_specs", "trained_models", "chance_loss", "validation_metrics", "audio_response", "audio_sensitivity", "audio_change_table", "score",
            "score_stream", "with_postprocess", "table4_stream", "table4", "table5"]
 
 #: Hear The Flow Table 4 (VGG-Sound 10k training, VGG-SS test): row -> (cIoU@0.5, AUC).
@@ -293,8 +292,7 @@ def validation_metrics(setup: HearTheFlowSetup, lvs_postprocess: str = "clean"):
         pairs = _val_pairs(setup)
         m = lvs_maps.maps(model, pairs).relabel(lvs_postprocess)
         return {"val_ciou@0.3": float(ciou_at(ciou(m.maps, pairs.gt, postprocess=m.postprocess), 0.3)),
-                "val_audio_sensitivity": _audio_sensitivity(lambda ev: lvs_maps.maps(model, ev),
-                                                            pairs.subset(list(range(min(len(pairs), 128)))))}
+                "val_audio_sensitivity": audio_sensitivity(model, pairs.subset(list(range(min(len(pairs), 128)))))}
     return metrics
 
 
@@ -390,29 +388,36 @@ def trained_models(setup: HearTheFlowSetup, models: Models | None = None, rows: 
 
 
 # -- maps and scores -------------------------------------------------------------------------------
-def audio_sensitivity(model: LVS | HTF, ev: EvalArrays, seed: int = 0) -> float:
-    """How much the model's map depends on the sound
-    (:func:`vssl_core.eval.audio_sensitivity.audio_sensitivity` of :func:`vssl_core.models.lvs_maps.maps`)."""
-    return _audio_sensitivity(lambda x: lvs_maps.maps(model, x), ev, seed=seed)
+def audio_response(model: LVS | HTF, ev: EvalArrays, seed: int = 0, chunk: int = 128) -> dict[str, float]:
+    """How the model's map responds when each frame is heard with another clip's sound (the swap
+    of :func:`vssl_core.eval.audio_sensitivity.audio_sensitivity`), from one pass with each sound.
 
-
-def audio_change_table(models: Mapping[str, LVS | HTF], ev: EvalArrays, seed: int = 0) -> pd.DataFrame:
-    """How the sound changes each model's raw cosine map (its feature grid, before any scaling)
-    when the frame is heard with another clip's sound (the swap of :func:`audio_sensitivity`):
-    ``raw change`` is the RMS difference of the two maps (cosine units), ``uniform share`` the mean
-    share of it that shifts the whole map alike (:func:`~vssl_core.eval.audio_sensitivity.uniform_share`).
-    A model with a high uniform share answers "is this the right sound?" for the whole frame but
-    not "where is it?": the loss rewards that, the min-max scaled maps do not show it."""
+    Returns ``n``; ``audio sensitivity`` of the maps the metrics see (224 px, min-max scaled:
+    :func:`audio_sensitivity`); and, on the raw cosine maps of the feature grid, ``raw change
+    (RMS)`` (cosine units) and ``uniform share``, the mean share of that change that lifts or
+    lowers the whole map alike (:func:`~vssl_core.eval.audio_sensitivity.uniform_share`; NaN if
+    the sound changes nothing). A high uniform share with a low sensitivity: the sound says "this
+    is the right frame" but not where (the tri-map loss rewards that, the scaled maps hide it).
+    """
     swapped = ev.with_audio(ev.audio[swap_partners(len(ev), seed)])
-    rows = []
-    for name, model in models.items():
-        own = lvs_maps.heatmaps(model, ev.images, ev.audio, ev.flow_field)
-        other = lvs_maps.heatmaps(model, swapped.images, swapped.audio, swapped.flow_field)
-        diff = (other.astype(np.float64) - own).reshape(len(own), -1)
-        share = uniform_share(own, other)   # NaN where the sound changed nothing
-        rows.append({"model": name, "n": len(ev), "raw change (RMS)": float(np.sqrt((diff ** 2).mean())),
-                     "uniform share": float(np.nanmean(share)) if np.isfinite(share).any() else float("nan")})
-    return pd.DataFrame(rows)
+    own = lvs_maps.heatmaps(model, ev.images, ev.audio, ev.flow_field)
+    other = lvs_maps.heatmaps(model, swapped.images, swapped.audio, swapped.flow_field)
+    corr = np.concatenate([map_correlations(lvs_maps.grid_maps(model, own[r]).maps, lvs_maps.grid_maps(model, other[r]).maps)
+                           for r in (slice(start, start + chunk) for start in range(0, len(ev), chunk))])
+    share = uniform_share(own, other)
+    return {"n": len(ev), "audio sensitivity": float(1.0 - corr.mean()),
+            "raw change (RMS)": float(np.sqrt(((other.astype(np.float64) - own) ** 2).mean())),
+            "uniform share": float(np.nanmean(share)) if np.isfinite(share).any() else float("nan")}
+
+
+def audio_sensitivity(model: LVS | HTF, ev: EvalArrays, seed: int = 0) -> float:
+    """How much the model's map depends on the sound (``audio sensitivity`` of :func:`audio_response`)."""
+    return audio_response(model, ev, seed)["audio sensitivity"]
+
+
+def audio_change_table(responses: Mapping[str, Mapping[str, float]]) -> pd.DataFrame:
+    """One row per model of its :func:`audio_response`."""
+    return pd.DataFrame([{"model": name, **response} for name, response in responses.items()])
 
 
 def score(maps: Mapping[str, LocalizationMaps], gt: np.ndarray, at: float = 0.5,
