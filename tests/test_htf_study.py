@@ -1,6 +1,8 @@
 """Hear The Flow ablation glue and FlowGrad's motion sweeps: configs, maps, recall, tables."""
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -114,6 +116,33 @@ def test_audio_response_reads_the_raw_maps_and_matches_the_generic_sensitivity()
     model.encode_audio = lambda spec: fixed.expand(len(spec), -1)       # every clip sounds the same
     silent = hs.audio_response(model, ev)
     assert silent["raw change (RMS)"] == 0 and np.isnan(silent["uniform share"])
+
+
+def test_flow_attention_stats_measure_what_the_attention_adds():
+    from vssl_core.models.rcgrad import prepare_images
+
+    torch.manual_seed(0)
+    images, audio, field = _batch()
+    ev = make_pairs(images, audio, flow_field=field)
+    lvs = hs.model_config(SETUP, flow=False, pretrained=False, frozen=False)
+    blind = hs.flow_attention_stats(HTF(lvs).eval(), ev)
+    assert np.isnan(blind["attention / image"]) and np.isnan(blind["attention uniformity"])
+    gated = HTF(hs.model_config(SETUP, flow=True, pretrained=False, frozen=False)).eval()
+    assert gated.config.attn_gate and hs.flow_attention_stats(gated, ev)["attention / image"] == 0  # gate starts at 0
+    model = HTF(dataclasses.replace(gated.config, attn_gate=False)).eval()
+    mixed = hs.flow_attention_stats(model, ev, chunk=3)
+    assert mixed["attention / image"] > 0 and 0 < mixed["attention uniformity"] < 1
+    with torch.no_grad():  # V = a constant vector: every position receives the same one
+        model.attention.value.weight.zero_()
+        model.attention.value.bias.fill_(0.5)
+        feats = model.encode_image(prepare_images(images, model.config.image_size))
+    same = hs.flow_attention_stats(model, ev, chunk=3)
+    dim = feats.shape[1]
+    expected = (0.5 * np.sqrt(dim) / feats.norm(dim=1)).mean().item()
+    assert same["attention uniformity"] == pytest.approx(1.0, abs=1e-5)
+    assert same["attention / image"] == pytest.approx(expected, rel=1e-4)
+    table = hs.audio_change_table({"a": {"n": 4}, "d": {"n": 4}}, {"d": same})
+    assert np.isnan(table.loc[0, "attention uniformity"]) and table.loc[1, "attention uniformity"] == same["attention uniformity"]
 
 
 def test_tables_carry_the_papers_numbers():

@@ -142,6 +142,25 @@ def test_attention_shapes_softmax_and_mask():
         att(img, torch.randn(2, 6, 2, 2))
 
 
+def test_attention_gate_starts_closed_and_scales_the_residual():
+    torch.manual_seed(0)
+    plain = FlowAttention(image_dim=16, flow_dim=6, attn_dim=4)
+    gated = FlowAttention(image_dim=16, flow_dim=6, attn_dim=4, gate=True)
+    gated.load_state_dict({**plain.state_dict(), "gate": torch.zeros(1)})
+    img, flo = torch.randn(2, 16, 3, 4), torch.randn(2, 6, 3, 4)
+    out, w = gated(img, flo)
+    assert torch.equal(out, img)  # a fresh gate lets nothing through: the model starts as its no-flow row
+    out.sum().backward()
+    assert gated.gate.grad is not None and gated.gate.grad.abs() > 0  # the loss can open it
+    ref, w_ref = plain(img, flo)
+    with torch.no_grad():
+        gated.gate.fill_(0.5)
+    half, _ = gated(img, flo)
+    assert torch.allclose(half, img + 0.5 * (ref - img), atol=1e-6) and torch.equal(w, w_ref)
+    assert "attn_gate" not in HTFConfig().to_dict() and HTFConfig(attn_gate=True).to_dict()["attn_gate"] is True
+    assert HTFConfig.from_dict(HTFConfig(attn_gate=True).to_dict()).attn_gate
+
+
 # -- models -----------------------------------------------------------------------------------------
 def _batch(n=3, seed=0):
     g = torch.Generator().manual_seed(seed)

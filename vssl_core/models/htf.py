@@ -49,6 +49,11 @@ its default, so the companion's recipes do not change)
   updated), as the released ``unfreeze_vision(False)``.
 - ``flow_conv1="random"``: a pretrained ResNet flow encoder gets a freshly initialised 2-channel
   ``conv1`` (``nn.Conv2d``'s default initialisation), as the released code replaces it.
+- ``attn_gate=True`` (beyond the paper and the released code): the attention output is scaled by
+  a learnable scalar that starts at 0 before it is added to the image features. Without it, when
+  every image position attends to the same moving regions, every position receives the same
+  vector, about as large as the image features (companion quick profile: 0.7-1.5 times their
+  norm), and the sound can only lift or lower the whole map.
 """
 from __future__ import annotations
 
@@ -75,7 +80,7 @@ FLOW_ENCODERS = ("resnet", "maxpool", "none")
 #: ``HTFConfig.flow_input``: the companion's signed float field, or the released JPEG encoding.
 FLOW_INPUTS = ("signed", "jpeg")
 #: Fields that reproduce the released code; left out of ``to_dict`` at these (default) values.
-_RELEASED_DEFAULTS = {"flow_input": "signed", "frozen_batchnorm": "eval", "flow_conv1": "rgb_mean"}
+_RELEASED_DEFAULTS = {"flow_input": "signed", "frozen_batchnorm": "eval", "flow_conv1": "rgb_mean", "attn_gate": False}
 
 
 @dataclass(frozen=True)
@@ -114,6 +119,10 @@ class HTFConfig(LVSConfig):
     flow_conv1 : {"rgb_mean", "random"}
         A pretrained ResNet flow encoder's ``conv1``: the mean of the RGB kernels, or freshly
         initialised (the released code).
+    attn_gate : bool
+        Beyond the paper: scale what the flow attention adds by a learnable scalar that starts
+        at 0 (:class:`FlowAttention`), so the model starts as its no-flow row and lets the flow
+        in as far as the loss gains from it. False: the paper's plain residual.
     """
 
     layer4_stride: int = 2
@@ -126,6 +135,7 @@ class HTFConfig(LVSConfig):
     flow_input: str = "signed"
     frozen_batchnorm: str = "eval"
     flow_conv1: str = "rgb_mean"
+    attn_gate: bool = False
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -148,8 +158,8 @@ class HTFConfig(LVSConfig):
         return self.freeze_vision and self.frozen_batchnorm == "eval"
 
     def to_dict(self) -> dict[str, Any]:
-        """Every field, except the released-code switches at their defaults (so that the
-        recipes and keys of models without them stay as they were)."""
+        """Every field, except the released-code switches and ``attn_gate`` at their defaults (so
+        that the recipes and keys of models without them stay as they were)."""
         return {k: v for k, v in asdict(self).items() if _RELEASED_DEFAULTS.get(k, object()) != v}
 
 
@@ -164,14 +174,19 @@ class FlowAttention(nn.Module):
         Channels of the flow features (512 * width for the ResNet, 2 for max pooling).
     attn_dim : int
         Query/key channels.
+    gate : bool
+        Multiply the attention output by a learnable scalar ``gate`` initialised to 0 (as the
+        self-attention of SAGAN, Zhang et al. 2019) before adding it: ``image + gate * (weights
+        @ V)``. False (the paper): ``image + weights @ V``.
     """
 
-    def __init__(self, image_dim: int, flow_dim: int, attn_dim: int = 64) -> None:
+    def __init__(self, image_dim: int, flow_dim: int, attn_dim: int = 64, gate: bool = False) -> None:
         super().__init__()
         self.query = nn.Conv2d(image_dim, attn_dim, kernel_size=1)
         self.key = nn.Conv2d(flow_dim, attn_dim, kernel_size=1)
         self.value = nn.Conv2d(image_dim, image_dim, kernel_size=1)
         self.scale = attn_dim ** -0.5
+        self.gate = nn.Parameter(torch.zeros(1)) if gate else None
 
     def forward(self, image: torch.Tensor, flow: torch.Tensor,
                 key_padding_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -189,7 +204,7 @@ class FlowAttention(nn.Module):
         Returns
         -------
         features : Tensor, shape (N, D, h, w)
-            ``image + weights @ V`` (not normalised).
+            ``image + weights @ V``, or ``image + gate * (weights @ V)`` (not normalised).
         weights : Tensor, shape (N, h*w, h*w)
             Rows (image positions) sum to 1 (0 for fully masked rows); row-major positions.
         """
@@ -208,6 +223,8 @@ class FlowAttention(nn.Module):
         else:
             weights = torch.softmax(scores, dim=-1)
         out = (weights @ v).transpose(1, 2).reshape(n, d, h, w)
+        if self.gate is not None:
+            out = self.gate * out
         return image + out, weights
 
 
@@ -239,10 +256,10 @@ class HTF(LVSEncoding, nn.Module):
         self.flow_encoder: nn.Module | None
         if cfg.flow_encoder == "resnet":
             self.flow_encoder = resnet18_encoder(2, cfg.width, cfg.layer4_stride)
-            self.attention = FlowAttention(dim, self.flow_encoder.out_channels, cfg.attn_dim)
+            self.attention = FlowAttention(dim, self.flow_encoder.out_channels, cfg.attn_dim, cfg.attn_gate)
         elif cfg.flow_encoder == "maxpool":
             self.flow_encoder = MaxPoolFlow(cfg.maxpool_abs)
-            self.attention = FlowAttention(dim, 2, cfg.attn_dim)
+            self.attention = FlowAttention(dim, 2, cfg.attn_dim, cfg.attn_gate)
         else:
             self.flow_encoder, self.attention = None, None
         if cfg.freeze_vision:
@@ -274,6 +291,16 @@ class HTF(LVSEncoding, nn.Module):
         if isinstance(self.flow_encoder, MaxPoolFlow):
             return self.flow_encoder(flow, grid)
         return self.flow_encoder(flow).features
+
+    def attention_parts(self, images: torch.Tensor, flow: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The two terms that :meth:`forward` adds before normalising: the image features and
+        what the flow attention adds to them, each ``(N, D, h, w)`` (images ``(N, 3, H, W)`` in
+        [0, 1], flow ``(N, 2, H, W)``)."""
+        if self.attention is None:
+            raise TypeError("this HTF model has no flow attention (flow_encoder='none')")
+        feats = self.encode_image(images)
+        attended, _ = self.attention(feats, self.encode_flow(flow, tuple(feats.shape[-2:])))
+        return feats, attended - feats
 
     def forward(self, images: torch.Tensor, spec: torch.Tensor, flow: torch.Tensor | None = None,
                 key_padding_mask: torch.Tensor | None = None) -> LocalizerOutput:

@@ -69,7 +69,7 @@ from vssl_core.training.store import Models, ModelSpec
 
 __all__ = ["HearTheFlowSetup", "PROTOCOLS", "EvalRules", "evaluation_rules", "TABLE4_ROWS", "MODEL_NAMES",
            "HTF_TABLE4", "HTF_TABLE5", "load_pairs", "prior_spec",
-           "model_config", "model_specs", "trained_models", "chance_loss", "validation_metrics", "audio_response", "audio_sensitivity", "audio_change_table", "score",
+           "model_config", "model_specs", "trained_models", "chance_loss", "validation_metrics", "audio_response", "audio_sensitivity", "flow_attention_stats", "audio_change_table", "score",
            "score_stream", "with_postprocess", "table4_stream", "table4", "table5"]
 
 #: Hear The Flow Table 4 (VGG-Sound 10k training, VGG-SS test): row -> (cIoU@0.5, AUC).
@@ -118,6 +118,11 @@ class HearTheFlowSetup(ScenesSetup):
         (companion protocol) or ``audio_seconds`` centred on the frame (paper, released).
     flow_window_s : float
         Flow aggregation window (s) of the companion protocol.
+    attn_gate : bool
+        Beyond the paper: the flow rows scale what the flow attention adds by a learnable scalar
+        that starts at 0 (:class:`~vssl_core.models.htf.HTFConfig`). Chosen on the validation
+        scenes (lower validation loss for rows d, e and f); False gives the paper's model, and
+        the "released" protocol always uses it.
     imagenet_weights : str
         Local torchvision ResNet-18 state dict: used as the vision prior instead of the object
         prior (needs ``width=1.0``); '' for the object prior.
@@ -139,6 +144,7 @@ class HearTheFlowSetup(ScenesSetup):
     audio_sr: int = 16000
     audio_seconds: float = 1.0
     flow_window_s: float = 0.125
+    attn_gate: bool = True
     imagenet_weights: str = ""
     protocol: str = "companion"
 
@@ -331,7 +337,8 @@ def model_config(setup: HearTheFlowSetup, *, flow: bool, pretrained: bool, froze
         if encoder == "resnet":
             pretrained_flow = True
             released["flow_conv1"] = "random"
-    return HTFConfig(flow_encoder=encoder, freeze_vision=frozen,
+    gate = setup.attn_gate and flow and not setup.released
+    return HTFConfig(flow_encoder=encoder, freeze_vision=frozen, attn_gate=gate,
                      pretrained_vision=None, pretrained_flow=pretrained_flow,
                      width=setup.width, layer4_stride=setup.layer4_stride, image_size=setup.image_size,
                      audio_sr=setup.audio_sr, audio_seconds=setup.audio_seconds, **released)
@@ -415,9 +422,43 @@ def audio_sensitivity(model: LVS | HTF, ev: EvalArrays, seed: int = 0) -> float:
     return audio_response(model, ev, seed)["audio sensitivity"]
 
 
-def audio_change_table(responses: Mapping[str, Mapping[str, float]]) -> pd.DataFrame:
-    """One row per model of its :func:`audio_response`."""
-    return pd.DataFrame([{"model": name, **response} for name, response in responses.items()])
+def flow_attention_stats(model: LVS | HTF, ev: EvalArrays, chunk: int = 64) -> dict[str, float]:
+    """What the flow attention adds to the image features, over the pairs ``ev``.
+
+    Returns ``attention / image``, the mean over frames and grid positions of ``|added| /
+    |image features|`` (0: the flow changes nothing), and ``attention uniformity``, per frame
+    ``|spatial mean of the added vectors| / mean |added vector|`` averaged over frames (1: every
+    position receives the same vector, a constant added to the whole map's features; near 0: each
+    position its own). Both NaN for a model without flow attention (LVS rows a-c).
+    """
+    import torch
+
+    from vssl_core.models.htf import prepare_flow_field
+    from vssl_core.models.rcgrad import prepare_images
+
+    if not (isinstance(model, HTF) and model.config.uses_flow):
+        return {"attention / image": float("nan"), "attention uniformity": float("nan")}
+    ratio, uniformity = [], []
+    size = model.config.image_size
+    with torch.no_grad():
+        for start in range(0, len(ev), chunk):
+            rows = slice(start, start + chunk)
+            feats, added = model.attention_parts(prepare_images(ev.images[rows], size),
+                                                 prepare_flow_field(ev.flow_field[rows], size))
+            norm = added.norm(dim=1)  # (n, h, w)
+            ratio.append((norm / feats.norm(dim=1).clamp_min(1e-8)).mean(dim=(1, 2)))
+            uniformity.append(added.mean(dim=(2, 3)).norm(dim=1) / norm.mean(dim=(1, 2)).clamp_min(1e-8))
+    return {"attention / image": float(torch.cat(ratio).mean()),
+            "attention uniformity": float(torch.cat(uniformity).mean())}
+
+
+def audio_change_table(responses: Mapping[str, Mapping[str, float]],
+                       attention: Mapping[str, Mapping[str, float]] | None = None) -> pd.DataFrame:
+    """One row per model of its :func:`audio_response`, then its :func:`flow_attention_stats`
+    when ``attention`` is given (by the same model names)."""
+    attention = attention or {}
+    return pd.DataFrame([{"model": name, **response, **attention.get(name, {})}
+                         for name, response in responses.items()])
 
 
 def score(maps: Mapping[str, LocalizationMaps], gt: np.ndarray, at: float = 0.5,
