@@ -121,8 +121,8 @@ class HearTheFlowSetup(ScenesSetup):
     attn_gate : bool
         Beyond the paper: the flow rows scale what the flow attention adds by a learnable scalar
         that starts at 0 (:class:`~vssl_core.models.htf.HTFConfig`). Chosen on the validation
-        scenes (lower validation loss for rows d, e and f); False gives the paper's model, and
-        the "released" protocol always uses it.
+        scenes (docs/conventions.md, "LVS and Hear The Flow"); False gives the paper's model, as
+        the "released" protocol always does.
     imagenet_weights : str
         Local torchvision ResNet-18 state dict: used as the vision prior instead of the object
         prior (needs ``width=1.0``); '' for the object prior.
