@@ -42,6 +42,24 @@ def test_export_then_load_shipped_in_float16(tmp_path):
     assert meta["source"] == "shipped"
 
 
+def test_export_keeps_an_unchanged_shipped_model_as_it_is(tmp_path):
+    models = Models(cache_root=tmp_path / "cache", progress=False, say=None)
+    spec = _spec()
+    export(tmp_path / "w", [spec], models)
+    before = (tmp_path / "w" / "tiny.pt").read_bytes()
+    entry = read_manifest(tmp_path / "w")["models"]["tiny"]
+    entry_before = dict(entry, commit="an-older-commit")
+    manifest = read_manifest(tmp_path / "w")
+    manifest["models"]["tiny"] = entry_before
+    (tmp_path / "w" / MANIFEST).write_text(json.dumps(manifest))
+    reloaded = Models(tmp_path / "w", cache_root=tmp_path / "empty", allow_train=False, progress=False, say=None)
+    export(tmp_path / "w", [spec], reloaded)  # loaded from this folder: nothing to write
+    assert (tmp_path / "w" / "tiny.pt").read_bytes() == before
+    assert read_manifest(tmp_path / "w")["models"]["tiny"]["commit"] == "an-older-commit"
+    export(tmp_path / "w2", [spec], reloaded)  # another folder: written there
+    assert read_manifest(tmp_path / "w2")["models"]["tiny"]["key"] == spec.key
+
+
 def test_shipped_weights_of_another_setup_are_not_used(tmp_path):
     models = Models(cache_root=tmp_path / "cache", progress=False, say=None)
     export(tmp_path / "w", [_spec()], models)

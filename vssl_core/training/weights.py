@@ -111,7 +111,9 @@ def _git_commit() -> str:
 
 def export(folder: str | Path, specs: Iterable[ModelSpec], models: Models) -> Path:
     """Write every spec's trained model (from ``models``) to ``folder`` in float16, with the
-    manifest. Entries of other models already in the manifest are kept."""
+    manifest. Entries of other models already in the manifest are kept, and so is a model that
+    ``models`` loaded from ``folder``'s own file under the same key (a dependency of what was
+    trained, e.g. an object prior): rewriting it would change its provenance, not its weights."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     manifest = read_manifest(folder)
@@ -119,6 +121,10 @@ def export(folder: str | Path, specs: Iterable[ModelSpec], models: Models) -> Pa
     for spec in specs:
         model = models.get(spec)
         meta = models.meta[spec.name]
+        entry = manifest["models"].get(spec.name, {})
+        if meta.get("source") == "shipped" and entry.get("key") == spec.key \
+                and Path(meta.get("file", "")).resolve() == (folder / entry.get("file", "")).resolve():
+            continue
         file = f"{spec.name}.pt"
         state = {k: (v.half() if v.is_floating_point() else v) for k, v in model.state_dict().items()}
         payload = {k: v for k, v in meta.items() if k not in ("source", "file")}
