@@ -116,6 +116,12 @@ def test_other_protocols_name_their_rule_in_the_tables():
 def test_htf_rules_per_protocol_and_refusals():
     quick = hs.evaluation_rules(hs.HearTheFlowSetup(), 0.3, "clean")
     assert (quick.postprocess, quick.cutoff, quick.audio_seconds) == ("clean", 0.3, 1.0)
+    assert "gate" in quick.model and "gate" not in hs.evaluation_rules(hs.HearTheFlowSetup(attn_gate=False)).model
+    released = hs.HearTheFlowSetup(protocol="released")
+    assert "gate" not in hs.evaluation_rules(released).model  # the released model has no gate
+    for setup, gated in ((hs.HearTheFlowSetup(), True), (hs.HearTheFlowSetup(attn_gate=False), False), (released, False)):
+        assert hs.model_config(setup, flow=True, pretrained=True, frozen=True).attn_gate is gated
+        assert not hs.model_config(setup, flow=False, pretrained=True, frozen=True).attn_gate  # no attention
     paper = hs.HearTheFlowSetup(protocol="paper", audio_seconds=3.0)
     rules = hs.evaluation_rules(paper, 0.5, "median")
     assert (rules.postprocess, rules.cutoff, rules.audio_seconds) == ("median", 0.5, 3.0)

@@ -226,12 +226,14 @@ def evaluation_rules(setup: HearTheFlowSetup, at: float | None = None, lvs_postp
     """
     checkpoint = ("the epoch with the lowest validation loss (validation scenes; the released code "
                   "picks the best test-set cIoU: documented, not reproduced)")
+    gate = ("; flow attention output scaled by a learnable gate that starts at 0 (attn_gate, beyond the paper)"
+            if setup.attn_gate and not setup.released else "")
     if setup.protocol == "companion":
         return EvalRules("companion", lvs_postprocess or COMPANION_POSTPROCESS,
                          float(COMPANION_CUTOFF if at is None else at), setup.eval_audio_seconds,
                          f"signed float (dx, dy) over {setup.flow_window_s:g} s of 8-fps steps",
                          "frozen vision keeps its BatchNorm statistics; flow encoder conv1 = RGB mean, "
-                         "pretrained with the vision", checkpoint)
+                         "pretrained with the vision" + gate, checkpoint)
     for name, value, want in (("at", at, PAPER_CUTOFF), ("lvs_postprocess", lvs_postprocess, PAPER_POSTPROCESS)):
         if value is not None and value != want:
             raise data_error(None, name, f"{value!r} disagrees with protocol {setup.protocol!r} "
@@ -239,7 +241,7 @@ def evaluation_rules(setup: HearTheFlowSetup, at: float | None = None, lvs_postp
                              f"set {name} = {want!r}, or protocol = 'companion' to choose your own rule")
     flow = "signed float (dx, dy) between the frame and the next native frame (Sec. 4.3)"
     model = ("as the text: frozen vision keeps its BatchNorm statistics; flow encoder conv1 = RGB mean, "
-             "pretrained with the vision")
+             "pretrained with the vision" + gate)
     if setup.released:
         flow = ("the next native frame, as the released 8-bit JPEGs: min(max(round(d), 0), 255) / 255 "
                 "(leftward and upward motion lost)")
