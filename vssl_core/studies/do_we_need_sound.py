@@ -163,7 +163,7 @@ class OyaSetup(TrainingSetup):
     image_size: int = 64
     image_blocks: int = 3
     audio_blocks: int = 4
-    width: float = 0.125
+    width: float = 0.25
     embed_dim: int = 64
     audio_sr: int = 8000
     n_fft: int = 510
