@@ -279,3 +279,35 @@ def test_score_methods_in_chunks_equals_scoring_everything_at_once():
     assert kept["RCGrad"].maps.shape == (2, GRID, GRID) and kept["RCGrad"].postprocess == "clean"
     with pytest.raises(ValueError):
         oy.score_methods({}, None, ev, map_size, chunk=0)
+
+
+def test_swapped_sound_control_scores_the_map_of_another_pairs_sound():
+    """The control row is the localisation map of each pair made with its swap partner's sound,
+    scored against the pair's own ground truth; a model whose sound features are all alike
+    scores the same with either sound."""
+    from vssl_core.eval.audio_sensitivity import swap_partners
+    from vssl_core.models import oya_maps
+    from vssl_core.models.oya import OyaNet
+
+    torch.manual_seed(0)
+    setup = oy.OyaSetup.from_params(**{**TINY, "image_size": 32})
+    oya = OyaNet(setup.model_config).eval()
+    rng = np.random.default_rng(2)
+    n = 9
+    images = rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)
+    audio = rng.uniform(-1, 1, (n, 1, 1600)).astype(np.float32) * rng.uniform(0.01, 1, (n, 1, 1)).astype(np.float32)
+    gt = np.zeros((n, GRID, GRID), np.uint8)
+    gt[:, 40:150, 20:120] = 1
+    ev = make_pairs(images, audio, gt=gt, audio_sr=8000)
+    got = oy.swapped_sound_results(oya, ev, at=0.3, n_boot=50, seed=3, chunk=4)
+    assert list(got) == [oy.LOC + oy.SWAPPED]
+    loc, _ = oya_maps.both_maps(oya, ev.with_audio(audio[swap_partners(n, 3)]))
+    expected = score({"x": loc}, gt, at=0.3, n_boot=50, seed=3)["x"]
+    np.testing.assert_allclose(got[oy.LOC + oy.SWAPPED].cious, expected.cious, atol=1e-6)
+    own = oy.score_methods({"": oya}, None, ev, setup.model_config.map_size, at=0.3, n_boot=50, seed=3)[0][oy.LOC]
+    assert not np.allclose(own.cious, expected.cious)  # the sound moves this model's map
+    fixed = oya.encode_audio(torch.as_tensor(audio[:1])).detach()
+    oya.encode_audio = lambda wave: fixed.expand(len(wave), -1)  # every clip sounds the same
+    deaf = oy.swapped_sound_results(oya, ev, at=0.3, n_boot=50, seed=3)[oy.LOC + oy.SWAPPED]
+    deaf_own = oy.score_methods({"": oya}, None, ev, setup.model_config.map_size, at=0.3, n_boot=50, seed=3)[0][oy.LOC]
+    np.testing.assert_allclose(deaf.cious, deaf_own.cious, atol=1e-6)
