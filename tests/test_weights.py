@@ -56,8 +56,9 @@ def test_export_keeps_an_unchanged_shipped_model_as_it_is(tmp_path):
     export(tmp_path / "w", [spec], reloaded)  # loaded from this folder: nothing to write
     assert (tmp_path / "w" / "tiny.pt").read_bytes() == before
     assert read_manifest(tmp_path / "w")["models"]["tiny"]["commit"] == "an-older-commit"
-    export(tmp_path / "w2", [spec], reloaded)  # another folder: written there
-    assert read_manifest(tmp_path / "w2")["models"]["tiny"]["key"] == spec.key
+    export(tmp_path / "w2", [spec], reloaded, commit="the-training-commit")  # another folder: written there
+    entry = read_manifest(tmp_path / "w2")["models"]["tiny"]
+    assert entry["key"] == spec.key and entry["commit"] == "the-training-commit"  # as given, not re-read
 
 
 def test_shipped_weights_of_another_setup_are_not_used(tmp_path):

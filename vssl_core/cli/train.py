@@ -73,7 +73,7 @@ def _main(argv: list[str]) -> int:
     from vssl_core.cli.catalogue import all_specs
     from vssl_core.training import distributed
     from vssl_core.training.store import Models, cached
-    from vssl_core.training.weights import export, read_manifest, weights_dir
+    from vssl_core.training.weights import code_commit, export, read_manifest, weights_dir
 
     main_rank = distributed.is_main()  # joins the process group when launched by torchrun
     say = print if main_rank else (lambda *a, **k: None)
@@ -92,6 +92,7 @@ def _main(argv: list[str]) -> int:
                      else "cached" if cached(spec) else "to train")
             say(f"{name:<14} key {spec.key}  {where:<9} ~{spec.minutes:.0f} min on a 2-core CPU")
         return 0
+    commit = code_commit()  # the code that trains them, whatever the tree holds when they are done
     t0 = time.perf_counter()
     for name in names:
         models.get(specs[name])
@@ -100,7 +101,7 @@ def _main(argv: list[str]) -> int:
         say(" ", _summary_row(name, models.meta[name]))
     if not args.no_export and main_rank:
         done = [specs[n] for n in specs if n in models.meta]  # everything obtained, dependencies too
-        print(f"wrote {export(folder, done, models)}")
+        print(f"wrote {export(folder, done, models, commit)}")
     return 0
 
 def main(argv: list[str] | None = None) -> int:

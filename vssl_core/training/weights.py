@@ -28,7 +28,7 @@ from vssl_core.models.checkpoints import save_checkpoint
 from vssl_core.repro.atomic import write_text
 from vssl_core.training.store import Models, ModelSpec, load_trained
 
-__all__ = ["MANIFEST", "weights_dir", "models_for", "load_shipped", "export", "read_manifest", "sha256"]
+__all__ = ["MANIFEST", "weights_dir", "models_for", "load_shipped", "export", "code_commit", "read_manifest", "sha256"]
 
 MANIFEST = "MANIFEST.json"
 
@@ -96,7 +96,9 @@ def load_shipped(folder: Path, spec: ModelSpec) -> tuple[nn.Module, dict[str, An
     return model, {**meta, "file": str(path)}
 
 
-def _git_commit() -> str:
+def code_commit() -> str:
+    """The checkout's commit, with ``+uncommitted`` when ``vssl_core/`` has local changes
+    ("unknown" outside git): the provenance written with exported weights."""
     from vssl_core.repro.paths import repo_root
 
     try:
@@ -109,15 +111,18 @@ def _git_commit() -> str:
         return "unknown"
 
 
-def export(folder: str | Path, specs: Iterable[ModelSpec], models: Models) -> Path:
+def export(folder: str | Path, specs: Iterable[ModelSpec], models: Models, commit: str | None = None) -> Path:
     """Write every spec's trained model (from ``models``) to ``folder`` in float16, with the
     manifest. Entries of other models already in the manifest are kept, and so is a model that
     ``models`` loaded from ``folder``'s own file under the same key (a dependency of what was
-    trained, e.g. an object prior): rewriting it would change its provenance, not its weights."""
+    trained, e.g. an object prior): rewriting it would change its provenance, not its weights.
+
+    ``commit`` is the code the models were trained with (:func:`code_commit` taken before
+    training; None: taken now, which misreports a tree edited while the models trained)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     manifest = read_manifest(folder)
-    commit = _git_commit()
+    commit = commit if commit is not None else code_commit()
     for spec in specs:
         model = models.get(spec)
         meta = models.meta[spec.name]
