@@ -100,6 +100,19 @@ def test_uniform_share_separates_a_shift_from_a_change_of_shape():
     assert mixed[0] == pytest.approx(0.01 / (0.01 + 0.01 * (shape ** 2).mean()))
 
 
+def test_with_swapped_audio_gives_every_frame_another_samples_sound():
+    from vssl_core.eval.audio_sensitivity import swap_partners, with_swapped_audio
+
+    images, audio, field = _batch(n=5)
+    ev = make_pairs(images, audio, flow_field=field)
+    swapped = with_swapped_audio(ev, seed=4)
+    partners = swap_partners(5, 4)
+    assert np.all(partners != np.arange(5))
+    np.testing.assert_array_equal(swapped.audio, audio[partners])
+    np.testing.assert_array_equal(swapped.images, ev.images)
+    np.testing.assert_array_equal(swapped.flow_field, ev.flow_field)
+
+
 def test_audio_response_reads_the_raw_maps_and_matches_the_generic_sensitivity():
     from vssl_core.eval.audio_sensitivity import audio_sensitivity as generic
 

@@ -17,7 +17,7 @@ import numpy as np
 
 from vssl_core.eval.maps import LocalizationMaps
 
-__all__ = ["swap_partners", "map_correlations", "uniform_share", "audio_sensitivity", "sensitivity_table"]
+__all__ = ["swap_partners", "with_swapped_audio", "map_correlations", "uniform_share", "audio_sensitivity", "sensitivity_table"]
 
 
 def swap_partners(n: int, seed: int = 0) -> np.ndarray:
@@ -26,6 +26,12 @@ def swap_partners(n: int, seed: int = 0) -> np.ndarray:
         raise ValueError("swapping audio needs at least 2 samples (one to borrow audio from)")
     rng = np.random.default_rng(seed)
     return (np.arange(n) + rng.integers(1, n)) % n
+
+
+def with_swapped_audio(ev, seed: int = 0):
+    """``ev`` (an ``EvalArrays``) with every sample heard with its :func:`swap_partners` partner's
+    audio (images, flow and ground truth unchanged): the "another clip's sound" of every check."""
+    return ev.with_audio(ev.audio[swap_partners(len(ev), seed)])
 
 
 def map_correlations(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -66,8 +72,7 @@ def audio_sensitivity(map_fn: Callable[[object], LocalizationMaps], ev, seed: in
     chunk : int
         Samples mapped at a time (memory bound).
     """
-    partners = swap_partners(len(ev), seed)
-    swapped = ev.with_audio(ev.audio[partners])
+    swapped = with_swapped_audio(ev, seed)
     corr = []
     for start in range(0, len(ev), chunk):
         rows = slice(start, start + chunk)

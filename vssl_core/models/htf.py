@@ -79,8 +79,9 @@ __all__ = ["FLOW_ENCODERS", "FLOW_INPUTS", "HTFConfig", "FlowAttention", "MaxPoo
 FLOW_ENCODERS = ("resnet", "maxpool", "none")
 #: ``HTFConfig.flow_input``: the companion's signed float field, or the released JPEG encoding.
 FLOW_INPUTS = ("signed", "jpeg")
-#: Fields that reproduce the released code; left out of ``to_dict`` at these (default) values.
-_RELEASED_DEFAULTS = {"flow_input": "signed", "frozen_batchnorm": "eval", "flow_conv1": "rgb_mean", "attn_gate": False}
+#: Fields left out of ``to_dict`` at these (default) values, so that the recipes and keys of models
+#: trained before they existed stay as they were: the released-code switches and ``attn_gate``.
+_OMITTED_AT_DEFAULT = {"flow_input": "signed", "frozen_batchnorm": "eval", "flow_conv1": "rgb_mean", "attn_gate": False}
 
 
 @dataclass(frozen=True)
@@ -160,7 +161,7 @@ class HTFConfig(LVSConfig):
     def to_dict(self) -> dict[str, Any]:
         """Every field, except the released-code switches and ``attn_gate`` at their defaults (so
         that the recipes and keys of models without them stay as they were)."""
-        return {k: v for k, v in asdict(self).items() if _RELEASED_DEFAULTS.get(k, object()) != v}
+        return {k: v for k, v in asdict(self).items() if _OMITTED_AT_DEFAULT.get(k, object()) != v}
 
 
 class FlowAttention(nn.Module):
@@ -292,26 +293,24 @@ class HTF(LVSEncoding, nn.Module):
             return self.flow_encoder(flow, grid)
         return self.flow_encoder(flow).features
 
-    def attention_parts(self, images: torch.Tensor, flow: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The two terms that :meth:`forward` adds before normalising: the image features and
-        what the flow attention adds to them, each ``(N, D, h, w)`` (images ``(N, 3, H, W)`` in
-        [0, 1], flow ``(N, 2, H, W)``)."""
-        if self.attention is None:
-            raise TypeError("this HTF model has no flow attention (flow_encoder='none')")
+    def attend(self, images: torch.Tensor, flow: torch.Tensor | None,
+               key_padding_mask: torch.Tensor | None = None
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """The image features before and after the flow attention (both ``(N, D, h, w)``, not
+        normalised; the same tensor without flow attention) and the attention weights (None
+        without). Images ``(N, 3, H, W)`` in [0, 1], flow ``(N, 2, H, W)``."""
         feats = self.encode_image(images)
-        attended, _ = self.attention(feats, self.encode_flow(flow, tuple(feats.shape[-2:])))
-        return feats, attended - feats
+        if self.attention is None:
+            return feats, feats, None
+        if flow is None:
+            raise ValueError(f"HTF with flow_encoder={self.config.flow_encoder!r} needs the flow field "
+                             "(N, 2, H, W); got None")
+        attended, weights = self.attention(feats, self.encode_flow(flow, tuple(feats.shape[-2:])), key_padding_mask)
+        return feats, attended, weights
 
     def forward(self, images: torch.Tensor, spec: torch.Tensor, flow: torch.Tensor | None = None,
                 key_padding_mask: torch.Tensor | None = None) -> LocalizerOutput:
-        feats = self.encode_image(images)
-        weights = None
-        if self.attention is not None:
-            if flow is None:
-                raise ValueError(f"HTF with flow_encoder={self.config.flow_encoder!r} needs the flow field "
-                                 "(N, 2, H, W); got None")
-            flow_feats = self.encode_flow(flow, tuple(feats.shape[-2:]))
-            feats, weights = self.attention(feats, flow_feats, key_padding_mask)
+        _, feats, weights = self.attend(images, flow, key_padding_mask)
         v = F.normalize(feats, dim=1)
         a = F.normalize(self.encode_audio(spec), dim=1)
         return LocalizerOutput(torch.einsum("ndhw,nd->nhw", v, a), v, a, weights)

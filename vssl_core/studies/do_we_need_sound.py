@@ -65,7 +65,7 @@ from vssl_core.data.urbansas import UrbansasDataset
 from vssl_core.errors import data_error
 from vssl_core.eval import metrics, sample_types
 from vssl_core.eval.maps import LocalizationMaps
-from vssl_core.eval.audio_sensitivity import swap_partners
+from vssl_core.eval.audio_sensitivity import with_swapped_audio
 from vssl_core.eval.metrics import EvalResult
 from vssl_core.eval.scoring import paired_gaps, result_columns, score_chunked
 from vssl_core.eval.scoring import score_stream as _score_stream
@@ -483,11 +483,11 @@ def swapped_sound_results(model: OyaNet, ev: EvalArrays, at: float = 0.3, n_boot
                           chunk: int = 128) -> dict[str, EvalResult]:
     """The control of a listening claim: ``model``'s localisation map of every pair of ``ev``
     heard with another pair's sound (the seeded swap of
-    :func:`vssl_core.eval.audio_sensitivity.swap_partners`), scored against the pair's own
+    :func:`vssl_core.eval.audio_sensitivity.with_swapped_audio`), scored against the pair's own
     ground truth, under the name ``LOC + SWAPPED``. A gain of the localisation map over the
     potential map that survives the wrong sound comes from the image, not from listening.
     """
-    swapped = ev.with_audio(ev.audio[swap_partners(len(ev), seed)])
+    swapped = with_swapped_audio(ev, seed)
 
     def stream(rows: slice) -> Iterator[tuple[str, LocalizationMaps]]:
         yield LOC + SWAPPED, oya_maps.both_maps(model, swapped.subset(rows))[0]

@@ -48,13 +48,14 @@ from functools import cache
 
 import numpy as np
 import pandas as pd
+import torch
 
 from vssl_core.data.arrays import EVAL_AUDIO_SECONDS, EvalArrays, load_evaluation
 from vssl_core.data.flow import FlowParams
 from vssl_core.data.synth import GENERATOR_VERSION
 from vssl_core.data.training_set import ScenesSetup, load_training_data, validation_pairs
 from vssl_core.data.urbansas import UrbansasDataset
-from vssl_core.eval.audio_sensitivity import map_correlations, swap_partners, uniform_share
+from vssl_core.eval.audio_sensitivity import map_correlations, uniform_share, with_swapped_audio
 from vssl_core.eval.maps import LocalizationMaps
 from vssl_core.eval.metrics import EvalResult
 from vssl_core.eval.scoring import result_columns
@@ -62,8 +63,9 @@ from vssl_core.eval.scoring import score_stream as _score_stream
 from vssl_core.models import lvs_maps
 from vssl_core.models.baselines import centred_box_maps, flow_only_maps
 from vssl_core.errors import data_error
-from vssl_core.models.htf import HTF, HTFConfig, JpegFlowField, build_htf
+from vssl_core.models.htf import HTF, HTFConfig, JpegFlowField, build_htf, prepare_flow_field
 from vssl_core.models.lvs import LVS
+from vssl_core.models.rcgrad import prepare_images
 from vssl_core.training.loop import TrainConfig
 from vssl_core.training.store import Models, ModelSpec
 
@@ -408,7 +410,7 @@ def audio_response(model: LVS | HTF, ev: EvalArrays, seed: int = 0, chunk: int =
     the sound changes nothing). A high uniform share with a low sensitivity: the sound says "this
     is the right frame" but not where (the tri-map loss rewards that, the scaled maps hide it).
     """
-    swapped = ev.with_audio(ev.audio[swap_partners(len(ev), seed)])
+    swapped = with_swapped_audio(ev, seed)
     own = lvs_maps.heatmaps(model, ev.images, ev.audio, ev.flow_field)
     other = lvs_maps.heatmaps(model, swapped.images, swapped.audio, swapped.flow_field)
     corr = np.concatenate([map_correlations(lvs_maps.grid_maps(model, own[r]).maps, lvs_maps.grid_maps(model, other[r]).maps)
@@ -433,11 +435,6 @@ def flow_attention_stats(model: LVS | HTF, ev: EvalArrays, chunk: int = 64) -> d
     position receives the same vector, a constant added to the whole map's features; near 0: each
     position its own). Both NaN for a model without flow attention (LVS rows a-c).
     """
-    import torch
-
-    from vssl_core.models.htf import prepare_flow_field
-    from vssl_core.models.rcgrad import prepare_images
-
     if not (isinstance(model, HTF) and model.config.uses_flow):
         return {"attention / image": float("nan"), "attention uniformity": float("nan")}
     ratio, uniformity = [], []
@@ -445,8 +442,9 @@ def flow_attention_stats(model: LVS | HTF, ev: EvalArrays, chunk: int = 64) -> d
     with torch.no_grad():
         for start in range(0, len(ev), chunk):
             rows = slice(start, start + chunk)
-            feats, added = model.attention_parts(prepare_images(ev.images[rows], size),
-                                                 prepare_flow_field(ev.flow_field[rows], size))
+            feats, attended, _ = model.attend(prepare_images(ev.images[rows], size),
+                                              prepare_flow_field(ev.flow_field[rows], size))
+            added = attended - feats
             norm = added.norm(dim=1)  # (n, h, w)
             ratio.append((norm / feats.norm(dim=1).clamp_min(1e-8)).mean(dim=(1, 2)))
             uniformity.append(added.mean(dim=(2, 3)).norm(dim=1) / norm.mean(dim=(1, 2)).clamp_min(1e-8))
