@@ -38,6 +38,17 @@ def test_gaps_markdown_uses_the_effect_size_rule():
     assert "500: **too small to matter**" in text and "2500: **reproduced**" in text
 
 
+def test_sound_gain_markdown_words_follow_the_verdict_rule():
+    from vssl_core.eval.audio_sensitivity import SOUND_GAIN
+
+    table = pd.DataFrame({"model": ["a", "b", "c", "d"], SOUND_GAIN: [0.05, 0.01, 0.0, -0.04],
+                          f"{SOUND_GAIN}_lo": [0.03, 0.004, -0.01, -0.06], f"{SOUND_GAIN}_hi": [0.07, 0.02, 0.01, -0.02]})
+    lines = findings.sound_gain_markdown(table, "model", "row ").split("\n")
+    assert lines[0].startswith("- row a: **finds the source better with its own sound** (own minus swapped sound +0.050")
+    assert "below the 0.02" in lines[1] and "no measurable difference" in lines[2]
+    assert "better with another clip's sound" in lines[3]
+
+
 def test_compare_tables_marks_values_inside_the_committed_interval(tmp_path):
     old = pd.DataFrame({"method": ["a", "b"], "cIoU@0.3": [0.2, 0.5], "cIoU@0.3_lo": [0.1, 0.45],
                         "cIoU@0.3_hi": [0.3, 0.55], "n": [10, 10]})

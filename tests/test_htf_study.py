@@ -125,10 +125,24 @@ def test_audio_response_reads_the_raw_maps_and_matches_the_generic_sensitivity()
     assert response["raw change (RMS)"] > 0 and 0 <= response["uniform share"] <= 1
     table = hs.audio_change_table({"d": response})
     assert list(table["model"]) == ["d"] and table.loc[0, "n"] == 4
+    # scored against a ground truth: the own-minus-swapped cIoU is the paired difference of the two maps' scores
+    from vssl_core.eval import metrics
+    from vssl_core.eval.audio_sensitivity import SOUND_GAIN, with_swapped_audio
+
+    own_maps = lvs_maps.maps(model, ev).maps
+    gt = (own_maps >= np.quantile(own_maps, 0.9, axis=(1, 2), keepdims=True)).astype(np.float32)  # own map's top
+    ev = make_pairs(images, audio, flow_field=field, gt=gt)
+    scored = hs.audio_response(model, ev, scoring=(0.3, "clean", 200))
+    own_c = metrics.ciou(own_maps, gt, postprocess="clean")
+    other_c = metrics.ciou(lvs_maps.maps(model, with_swapped_audio(ev)).maps, gt, postprocess="clean")
+    assert scored[SOUND_GAIN] == pytest.approx(np.mean(own_c >= 0.3) - np.mean(other_c >= 0.3))
+    assert scored[f"{SOUND_GAIN}_lo"] <= scored[SOUND_GAIN] <= scored[f"{SOUND_GAIN}_hi"]
+    assert scored["audio sensitivity"] == response["audio sensitivity"] and SOUND_GAIN not in response
     fixed = model.encode_audio(torch.zeros(1, 1, 257, 66)).detach()
     model.encode_audio = lambda spec: fixed.expand(len(spec), -1)       # every clip sounds the same
-    silent = hs.audio_response(model, ev)
+    silent = hs.audio_response(model, ev, scoring=(0.3, "clean", 200))
     assert silent["raw change (RMS)"] == 0 and np.isnan(silent["uniform share"])
+    assert silent[SOUND_GAIN] == 0 and silent[f"{SOUND_GAIN}_lo"] == silent[f"{SOUND_GAIN}_hi"] == 0
 
 
 def test_flow_attention_stats_measure_what_the_attention_adds():

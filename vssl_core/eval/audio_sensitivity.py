@@ -16,8 +16,10 @@ from collections.abc import Callable
 import numpy as np
 
 from vssl_core.eval.maps import LocalizationMaps
+from vssl_core.eval.metrics import CIoUAt, ciou, paired_bootstrap, pixel_threshold
 
-__all__ = ["swap_partners", "with_swapped_audio", "map_correlations", "uniform_share", "audio_sensitivity", "sensitivity_table"]
+__all__ = ["swap_partners", "with_swapped_audio", "map_correlations", "uniform_share",
+           "audio_sensitivity", "audio_check", "compare_maps", "check_summary", "sound_gain", "SOUND_GAIN", "sensitivity_table"]
 
 
 def swap_partners(n: int, seed: int = 0) -> np.ndarray:
@@ -42,6 +44,33 @@ def map_correlations(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     b = b - b.mean(1, keepdims=True)
     den = np.sqrt((a * a).sum(1) * (b * b).sum(1))
     return np.where(den > 0, (a * b).sum(1) / np.where(den > 0, den, 1), 1.0)
+
+
+#: Column of :func:`sound_gain` (with ``_lo`` / ``_hi`` for its interval).
+SOUND_GAIN = "own - swapped sound cIoU"
+
+
+def sound_gain(own_cious: np.ndarray, other_cious: np.ndarray, at: float = 0.3, n_boot: int = 1000,
+               seed: int = 0) -> dict[str, float]:
+    """cIoU@``at`` of the maps with each frame's own sound minus with the swapped sound, paired.
+
+    Parameters
+    ----------
+    own_cious, other_cious : np.ndarray, shape (N,)
+        Per-sample cIoU (:func:`vssl_core.eval.metrics.ciou`) of the same frames scored against the
+        same ground truth, heard with their own and with their :func:`swap_partners` sounds.
+    at : float
+        Cut-off of the cIoU.
+    n_boot, seed : the paired bootstrap (:func:`vssl_core.eval.metrics.paired_bootstrap`).
+
+    Returns
+    -------
+    dict
+        ``{SOUND_GAIN: difference, SOUND_GAIN + "_lo": lower bound, SOUND_GAIN + "_hi": upper}``.
+        Above 0 with an interval that excludes it: the own sound finds the source better.
+    """
+    r = paired_bootstrap(np.asarray(own_cious), np.asarray(other_cious), CIoUAt(at), n_boot=n_boot, seed=seed)
+    return {SOUND_GAIN: r.diff, f"{SOUND_GAIN}_lo": r.lo, f"{SOUND_GAIN}_hi": r.hi}
 
 
 def uniform_share(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -72,17 +101,56 @@ def audio_sensitivity(map_fn: Callable[[object], LocalizationMaps], ev, seed: in
     chunk : int
         Samples mapped at a time (memory bound).
     """
+    return audio_check(map_fn, ev, seed, chunk)["audio sensitivity"]
+
+
+def audio_check(map_fn: Callable[[object], LocalizationMaps], ev, seed: int = 0, chunk: int = 128,
+                at: float | None = None, n_boot: int = 1000) -> dict[str, float]:
+    """:func:`audio_sensitivity` and, when ``at`` is given, :func:`sound_gain` against ``ev.gt``
+    (each map scored with the post-processing it names), from the same two passes.
+
+    Returns
+    -------
+    dict
+        ``{"audio sensitivity": ...}``, plus the :data:`SOUND_GAIN` columns when ``at`` is given.
+    """
     swapped = with_swapped_audio(ev, seed)
-    corr = []
+    parts = []
     for start in range(0, len(ev), chunk):
         rows = slice(start, start + chunk)
-        corr.append(map_correlations(map_fn(ev.subset(rows)).maps, map_fn(swapped.subset(rows)).maps))
-    return float(1.0 - np.concatenate(corr).mean())
+        parts.append(compare_maps(map_fn(ev.subset(rows)), map_fn(swapped.subset(rows)),
+                                  None if at is None else ev.gt[rows], at))
+    return check_summary(parts, at, n_boot, seed)
 
 
-def sensitivity_table(map_functions, ev, seed: int = 0):
-    """One row per method (name -> map function): its :func:`audio_sensitivity` on ``ev``."""
+def compare_maps(own: LocalizationMaps, other: LocalizationMaps, gt: np.ndarray | None = None,
+                 at: float | None = None) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """One chunk of the check: the per-sample correlation of the maps with the own and the
+    swapped sound, and, given ``gt`` and ``at``, each map's per-sample cIoU (with the
+    post-processing it names). Returns ``(corr, own_cious, other_cious)``, the last two None
+    without ``gt``."""
+    corr = map_correlations(own.maps, other.maps)
+    if gt is None or at is None:
+        return corr, None, None
+    threshold = pixel_threshold(at)
+    return (corr, ciou(own.maps, gt, postprocess=own.postprocess, threshold=threshold),
+            ciou(other.maps, gt, postprocess=other.postprocess, threshold=threshold))
+
+
+def check_summary(parts, at: float | None = None, n_boot: int = 1000, seed: int = 0) -> dict[str, float]:
+    """The chunks of :func:`compare_maps` combined: ``{"audio sensitivity": ...}`` and, when
+    they hold cIoUs and ``at`` is given, the :func:`sound_gain` columns."""
+    out = {"audio sensitivity": float(1.0 - np.concatenate([p[0] for p in parts]).mean())}
+    if at is not None and all(p[1] is not None for p in parts):
+        out.update(sound_gain(np.concatenate([p[1] for p in parts]), np.concatenate([p[2] for p in parts]),
+                              at=at, n_boot=n_boot, seed=seed))
+    return out
+
+
+def sensitivity_table(map_functions, ev, seed: int = 0, at: float | None = None, n_boot: int = 1000):
+    """One row per method (name -> map function): its :func:`audio_check` on ``ev`` (the audio
+    sensitivity, and the own-minus-swapped sound cIoU when ``at`` is given)."""
     import pandas as pd
 
-    return pd.DataFrame([{"method": name, "n": len(ev), "audio sensitivity": audio_sensitivity(fn, ev, seed)}
+    return pd.DataFrame([{"method": name, "n": len(ev), **audio_check(fn, ev, seed, at=at, n_boot=n_boot)}
                          for name, fn in map_functions.items()])

@@ -9,7 +9,12 @@ it displays, with the same rule as the verdict tables (:func:`vssl_core.eval.cla
   loss below the chance loss, retrieval above chance), with its numbers, so a model that did not
   learn is called that;
 - :func:`target_markdown`: a stated target (e.g. "RCGrad cIoU@0.3 >= 0.10") against the measured
-  value, met or not.
+  value, met or not;
+- :func:`sound_gain_markdown`: per model, whether its own sound finds the source better than another
+  clip's sound (the paired own-minus-swapped cIoU of
+  :func:`vssl_core.eval.audio_sensitivity.sound_gain`), by the same rule;
+- :func:`reference_markdown`: what a reference (e.g. the perfect listeners of
+  :mod:`vssl_core.eval.listener_reference`) reaches on the same measure, beside a target.
 """
 from __future__ import annotations
 
@@ -18,7 +23,8 @@ from collections.abc import Mapping, Sequence
 
 import pandas as pd
 
-__all__ = ["claims_markdown", "gaps_markdown", "learned", "learning_markdown", "target_markdown"]
+__all__ = ["claims_markdown", "gaps_markdown", "learned", "learning_markdown", "reference_markdown", "sound_gain_markdown",
+           "target_markdown"]
 
 
 def _fmt(x: float) -> str:
@@ -78,6 +84,44 @@ def target_markdown(targets: Sequence[tuple[str, float, float]]) -> str:
     """Bullets ``(what, measured, target)``: met when ``measured >= target``."""
     return "\n".join(f"- {what}: {measured:.3f} (target {target:g}): **{'met' if measured >= target else 'not met'}**"
                      for what, measured, target in targets)
+
+
+_SOUND_GAIN_WORDS = {"reproduced": "finds the source better with its own sound",
+                     "too small to matter": "a difference below the 0.02 that matters",
+                     "not resolved": "no measurable difference",
+                     "opposite": "finds the source better with another clip's sound"}
+
+
+def sound_gain_markdown(table: pd.DataFrame, label: str, prefix: str = "") -> str:
+    """Bullets for a table with the :func:`vssl_core.eval.audio_sensitivity.sound_gain` columns,
+    one per row labelled by column ``label``; the words follow :func:`vssl_core.eval.claims.verdict`
+    ("finds the source better with its own sound" when the interval excludes 0 and the difference is
+    at least 0.02)."""
+    from vssl_core.eval.audio_sensitivity import SOUND_GAIN
+    from vssl_core.eval.claims import verdict
+
+    out = []
+    for name, gain, lo, hi in zip(table[label].tolist(), table[SOUND_GAIN], table[f"{SOUND_GAIN}_lo"],
+                                  table[f"{SOUND_GAIN}_hi"]):
+        out.append(f"- {prefix}{name}: **{_SOUND_GAIN_WORDS[verdict(lo, hi, gain)]}** (own minus swapped sound "
+                   f"{_fmt(gain)}, 95% CI [{_fmt(lo)}, {_fmt(hi)}])")
+    return "\n".join(out)
+
+
+def reference_markdown(table: pd.DataFrame, column: str, what: str) -> str:
+    """One bullet: ``column`` of every row of ``table`` (named by its ``method`` column), e.g.
+    "- for comparison, the side accuracy of Perfect listener (oracle): 0.565, ...".
+
+    Raises
+    ------
+    KeyError
+        When ``table`` has no ``method`` or no ``column`` column.
+    """
+    for name in ("method", column):
+        if name not in table.columns:
+            raise KeyError(f"the reference table has no column {name!r} (columns: {list(table.columns)})")
+    values = "; ".join(f"{m}: {float(v):.3f}" for m, v in zip(table["method"], table[column]))
+    return f"- for comparison, {what} of {values}"
 
 
 def gaps_markdown(table: pd.DataFrame, metric: str, label: str, prefix: str = "") -> str:

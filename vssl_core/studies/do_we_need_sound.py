@@ -63,12 +63,13 @@ from vssl_core.data.training_set import load_training_data, validation_pairs
 from vssl_core.data.concat import ConcatSet, concat_and_localize
 from vssl_core.data.urbansas import UrbansasDataset
 from vssl_core.errors import data_error
-from vssl_core.eval import metrics, sample_types
+from vssl_core.eval import sample_types
 from vssl_core.eval.maps import LocalizationMaps
 from vssl_core.eval.audio_sensitivity import with_swapped_audio
 from vssl_core.eval.metrics import EvalResult
 from vssl_core.eval.scoring import paired_gaps, result_columns, score_chunked
 from vssl_core.eval.scoring import score_stream as _score_stream
+from vssl_core.eval.side_accuracy import side_accuracy
 from vssl_core.models import oya_maps, rcgrad_maps
 from vssl_core.models.audio import resample_audio
 from vssl_core.models.baselines import flow_only_maps, random_maps
@@ -532,34 +533,6 @@ def concat_maps(oya_models: Mapping[str, OyaNet], rcgrad: RCGrad | None, cs: Con
     """Every method's maps on a concat set at once (:func:`method_stream` collected; prefer
     :func:`score_methods` for large sets)."""
     return dict(method_stream(oya_models, rcgrad, cs.pairs(audio_sr), map_size, seed))
-
-
-def side_accuracy(maps: LocalizationMaps, side: np.ndarray) -> np.ndarray:
-    """Per concat row: 1 when the post-processed map has more mass on ``side``'s half, 0 when
-    less, 0.5 on a tie (e.g. an all-zero map).
-
-    Parameters
-    ----------
-    maps : LocalizationMaps, (M, 224, 224)
-    side : np.ndarray of str, shape (M,)
-        "left" or "right" (:attr:`vssl_core.data.concat.ConcatSet.side`).
-
-    Returns
-    -------
-    np.ndarray, float64, shape (M,)
-    """
-    side = np.asarray(side).astype(str)
-    if side.shape != (len(maps.maps),) or not np.isin(side, ("left", "right")).all():
-        raise data_error(None, "side", f"need {len(maps.maps)} values 'left'/'right', got "
-                         f"{side.shape}", "pass ConcatSet.side")
-    half = maps.maps.shape[2] // 2
-    left, right = np.zeros(len(side)), np.zeros(len(side))
-    for start in range(0, len(side), 64):  # chunks: no (M, 224, 224) float64 copy
-        m = metrics.postprocess(maps.maps[start:start + 64], maps.postprocess).astype(np.float64)
-        left[start:start + 64] = m[:, :, :half].sum(axis=(1, 2))
-        right[start:start + 64] = m[:, :, half:].sum(axis=(1, 2))
-    good = np.where(side == "left", left - right, right - left)
-    return np.where(good > 0, 1.0, np.where(good < 0, 0.0, 0.5))
 
 
 def pick_examples(gain: np.ndarray, clips: Sequence[str], n_best: int = 2, n_worst: int = 1

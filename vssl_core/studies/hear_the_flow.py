@@ -55,7 +55,7 @@ from vssl_core.data.flow import FlowParams
 from vssl_core.data.synth import GENERATOR_VERSION
 from vssl_core.data.training_set import ScenesSetup, load_training_data, validation_pairs
 from vssl_core.data.urbansas import UrbansasDataset
-from vssl_core.eval.audio_sensitivity import map_correlations, uniform_share, with_swapped_audio
+from vssl_core.eval.audio_sensitivity import check_summary, compare_maps, uniform_share, with_swapped_audio
 from vssl_core.eval.maps import LocalizationMaps
 from vssl_core.eval.metrics import EvalResult
 from vssl_core.eval.scoring import result_columns
@@ -399,7 +399,8 @@ def trained_models(setup: HearTheFlowSetup, models: Models | None = None, rows: 
 
 
 # -- maps and scores -------------------------------------------------------------------------------
-def audio_response(model: LVS | HTF, ev: EvalArrays, seed: int = 0, chunk: int = 128) -> dict[str, float]:
+def audio_response(model: LVS | HTF, ev: EvalArrays, seed: int = 0, chunk: int = 128, *,
+                   scoring: tuple[float, str, int] | None = None) -> dict[str, float]:
     """How the model's map responds when each frame is heard with another clip's sound (the swap
     of :func:`vssl_core.eval.audio_sensitivity.audio_sensitivity`), from one pass with each sound.
 
@@ -409,16 +410,25 @@ def audio_response(model: LVS | HTF, ev: EvalArrays, seed: int = 0, chunk: int =
     lowers the whole map alike (:func:`~vssl_core.eval.audio_sensitivity.uniform_share`; NaN if
     the sound changes nothing). A high uniform share with a low sensitivity: the sound says "this
     is the right frame" but not where (the tri-map loss rewards that, the scaled maps hide it).
+
+    ``scoring=(at, lvs_postprocess, n_boot)`` also scores both maps against ``ev.gt`` and adds the
+    paired cIoU@``at`` difference own minus swapped sound with its interval
+    (:func:`~vssl_core.eval.audio_sensitivity.sound_gain`): does the sound move the map *toward*
+    the source?
     """
     swapped = with_swapped_audio(ev, seed)
     own = lvs_maps.heatmaps(model, ev.images, ev.audio, ev.flow_field)
     other = lvs_maps.heatmaps(model, swapped.images, swapped.audio, swapped.flow_field)
-    corr = np.concatenate([map_correlations(lvs_maps.grid_maps(model, own[r]).maps, lvs_maps.grid_maps(model, other[r]).maps)
-                           for r in (slice(start, start + chunk) for start in range(0, len(ev), chunk))])
+    at, postprocess, n_boot = scoring if scoring is not None else (None, "median", 0)
+    parts = [compare_maps(lvs_maps.grid_maps(model, own[rows]).relabel(postprocess),
+                          lvs_maps.grid_maps(model, other[rows]).relabel(postprocess),
+                          None if scoring is None else ev.gt[rows], at)
+             for rows in (slice(start, start + chunk) for start in range(0, len(ev), chunk))]
     share = uniform_share(own, other)
-    return {"n": len(ev), "audio sensitivity": float(1.0 - corr.mean()),
+    summary = check_summary(parts, at, n_boot, seed)
+    return {"n": len(ev), "audio sensitivity": summary.pop("audio sensitivity"),
             "raw change (RMS)": float(np.sqrt(((other.astype(np.float64) - own) ** 2).mean())),
-            "uniform share": float(np.nanmean(share)) if np.isfinite(share).any() else float("nan")}
+            "uniform share": float(np.nanmean(share)) if np.isfinite(share).any() else float("nan"), **summary}
 
 
 def audio_sensitivity(model: LVS | HTF, ev: EvalArrays, seed: int = 0) -> float:

@@ -1,0 +1,45 @@
+"""Concat-and-localize side accuracy (Oya et al., section 5): does the map pick the half whose sound it hears?
+
+A row of a concat set (:mod:`vssl_core.data.concat`) shows two frames side by side and gives the
+sound of one of them (``side``). The map's mass on each half is compared after the post-processing
+the map names (:func:`vssl_core.eval.metrics.postprocess`): 1 when the heard side holds more, 0 when
+less, 0.5 on a tie. A map that ignores the sound is right on exactly one of the two rows of each pair
+(both sounds are given), so its mean is 0.5.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from vssl_core.errors import data_error
+from vssl_core.eval import metrics
+from vssl_core.eval.maps import LocalizationMaps
+
+__all__ = ["side_accuracy"]
+
+
+def side_accuracy(maps: LocalizationMaps, side: np.ndarray) -> np.ndarray:
+    """Per concat row: 1 when the post-processed map has more mass on ``side``'s half, 0 when
+    less, 0.5 on a tie (e.g. an all-zero map).
+
+    Parameters
+    ----------
+    maps : LocalizationMaps, (M, 224, 224)
+    side : np.ndarray of str, shape (M,)
+        "left" or "right" (:attr:`vssl_core.data.concat.ConcatSet.side`).
+
+    Returns
+    -------
+    np.ndarray, float64, shape (M,)
+    """
+    side = np.asarray(side).astype(str)
+    if side.shape != (len(maps.maps),) or not np.isin(side, ("left", "right")).all():
+        raise data_error(None, "side", f"need {len(maps.maps)} values 'left'/'right', got "
+                         f"{side.shape}", "pass ConcatSet.side")
+    half = maps.maps.shape[2] // 2
+    left, right = np.zeros(len(side)), np.zeros(len(side))
+    for start in range(0, len(side), 64):  # chunks: no (M, 224, 224) float64 copy
+        m = metrics.postprocess(maps.maps[start:start + 64], maps.postprocess).astype(np.float64)
+        left[start:start + 64] = m[:, :, :half].sum(axis=(1, 2))
+        right[start:start + 64] = m[:, :, half:].sum(axis=(1, 2))
+    good = np.where(side == "left", left - right, right - left)
+    return np.where(good > 0, 1.0, np.where(good < 0, 0.0, 0.5))
