@@ -63,3 +63,18 @@ def test_sweep_grid_has_a_row_per_group_and_a_column_per_metric():
     assert titles == ["a: cIoU", "a: recall", "b: cIoU", "b: recall"]
     assert [len(ax.get_lines()) for ax in fig.axes] == [2, 2, 2, 2]
     plt.close(fig)
+
+
+def test_side_accuracy_bars_draw_the_references_at_their_values():
+    from vssl_core.viz.plots_do_we_need_sound import side_accuracy_bars
+
+    fig, ax = plt.subplots()
+    side_accuracy_bars(ax, ["A", "B"], [0.5, 0.6], references={"perfect": 0.565, "perfect + motion": 0.589})
+    vertical = [line.get_xdata()[0] for line in ax.get_lines()]
+    assert vertical == [0.5, 0.565, 0.589]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == [
+        "sound-blind map", "perfect: 0.565", "perfect + motion: 0.589"]
+    fig2, ax2 = plt.subplots()
+    side_accuracy_bars(ax2, ["A"], [0.5])
+    assert ax2.get_legend() is None and len(ax2.get_lines()) == 1
+    plt.close("all")

@@ -5,7 +5,7 @@ Saving goes through :func:`vssl_core.repro.outputs.save_figure`.
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -63,14 +63,20 @@ def grouped_bars(ax: Axes, table: pd.DataFrame, group: str, series: str, metric:
     return ax
 
 
-def side_accuracy_bars(ax: Axes, names: Sequence[str], accuracy: Sequence[float]) -> Axes:
-    """Concat-and-localize side accuracy per method, with the 0.5 line of a sound-blind map."""
+def side_accuracy_bars(ax: Axes, names: Sequence[str], accuracy: Sequence[float],
+                       references: Mapping[str, float] | None = None) -> Axes:
+    """Concat-and-localize side accuracy per method, with the 0.5 line of a sound-blind map and,
+    given ``references`` (name -> side accuracy, e.g. the perfect listeners), one grey line each."""
     y = np.arange(len(names))
     ax.barh(y, accuracy, color=[colour(i) for i in range(len(names))])
-    ax.axvline(0.5, color="black", lw=0.8, ls="--")
+    ax.axvline(0.5, color="black", lw=0.8, ls="--", label="sound-blind map")
+    for (name, value), style in zip((references or {}).items(), (":", "-.", (0, (5, 1)), (0, (1, 3)))):
+        ax.axvline(value, color="0.4", lw=1.2, ls=style, label=f"{name}: {value:.3f}")
     ax.set_yticks(y)
     ax.set_yticklabels(list(names))
     ax.invert_yaxis()
     ax.set_xlim(0, 1)
     ax.set_xlabel("side accuracy (mass on the sounding half)")
+    if references:
+        ax.legend(frameon=False, fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.22))
     return ax
