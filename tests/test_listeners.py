@@ -66,6 +66,8 @@ def test_heard_counts_sounding_vehicles_on_and_off_screen(objects):
     assert listener.heard("c1", 0.5 + 1e-9) == listener.heard("c1", 0.5)
     with pytest.raises(DataError, match="no object rows for clip 'c9'"):
         listener.heard("c9", 0.0)
+    with pytest.raises(DataError, match="no object rows for clip 'c9'"):   # a frame of another dataset
+        PerfectListener(objects, motion=True).maps(["c9"], [0.0], ["c1"], [0.0])
     with pytest.raises(DataError, match="sounding"):
         PerfectListener(objects.drop(columns="sounding"), source="objects.csv")
 

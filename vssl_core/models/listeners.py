@@ -123,16 +123,20 @@ class PerfectListener:
         """The method name used in tables."""
         return "Perfect listener + motion (oracle)" if self.motion else "Perfect listener (oracle)"
 
-    def heard(self, clip: str, time: float) -> Counter:
-        """``{class: count}`` of the vehicles heard at ``(clip, time)`` (empty when none sounds)."""
+    def _frame(self, clip: str, time: float) -> tuple[str, int]:
         key = (str(clip), _ms(time))
         if key not in self._frames:
             raise data_error(self.source, "time", f"no object rows for clip {clip!r} at {float(time):g} s",
                              "use the objects table of the dataset the pairs come from")
-        return Counter(self._heard.get(key, Counter()))
+        return key
+
+    def heard(self, clip: str, time: float) -> Counter:
+        """``{class: count}`` of the vehicles heard at ``(clip, time)`` (empty when none sounds)."""
+        return Counter(self._heard.get(self._frame(clip, time), Counter()))
 
     def seen(self, clip: str, time: float) -> list[Detection]:
         """The vehicles the listener sees at ``(clip, time)`` (moving ones only with ``motion``)."""
+        self._frame(clip, time)
         if self.motion:
             return topline_boxes(self._detector, str(clip), float(time), self._last[str(clip)])
         return class_filter(self._detector.detect(str(clip), float(time)))
