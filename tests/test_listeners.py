@@ -17,7 +17,7 @@ from vssl_core.eval import metrics
 from vssl_core.eval.audio_sensitivity import SOUND_GAIN, map_correlations, swap_partners
 from vssl_core.eval.metrics import gt_map_urbansas
 from vssl_core.models.baselines import Detection
-from vssl_core.eval.listener_reference import reference_table
+from vssl_core.eval.listener_reference import reference_results, reference_table
 from vssl_core.models.listeners import PerfectListener, perfect_listeners, pick_heard
 from vssl_core.eval.side_accuracy import side_accuracy
 
@@ -148,3 +148,25 @@ def test_reference_table_scores_listeners_like_the_models(objects):
     assert "Perfect listener + motion (oracle): " + f"{moving['side_accuracy']:.3f}" in line
     with pytest.raises(KeyError, match="no column 'nope'"):
         findings.reference_markdown(table, "nope", "x")
+
+
+def test_seen_maps_paint_every_vehicle_and_reference_results_score_both(objects):
+    plain, moving = PerfectListener(objects), PerfectListener(objects, motion=True)
+    both_cars = np.concatenate([_box(objects, "c1", 0.0, "car", 1), _box(objects, "c1", 0.0, "car", 0)])
+    np.testing.assert_array_equal(plain.seen_maps(["c1"], [0.0]).maps[0], gt_map_urbansas(both_cars))
+    np.testing.assert_array_equal(moving.seen_maps(["c1"], [0.0]).maps[0],
+                                  gt_map_urbansas(_box(objects, "c1", 0.0, "car", 1)))   # the parked car is still
+    clips, times = ["c1", "c2", "c3"], [0.0, 0.5, 1.0]
+    gt = np.stack([gt_map_urbansas(np.concatenate([_box(objects, c, t, lab, 1) for lab in ("car", "bus", "motorbike")]))
+                   for c, t in zip(clips, times)])
+    ev = make_pairs(np.zeros((3, 16, 16, 3), np.uint8), np.zeros((3, 1, 160), np.float32), gt=gt)
+    ev = ev.__class__(np.asarray(clips), np.asarray(times), ev.images, ev.flow, ev.audio, gt, [np.zeros((0, 4))] * 3,
+                      None, ev.audio_sr)
+    res = reference_results(perfect_listeners(objects), ev, at=0.3, n_boot=20, seed=0, chunk=2)
+    assert sorted(res) == sorted(["Perfect listener (oracle)", "Every vehicle (oracle)",
+                                  "Perfect listener + motion (oracle)", "Every moving vehicle (oracle)"])
+    expected = metrics.ciou(plain.seen_maps(clips, times).maps, gt, postprocess="none")
+    np.testing.assert_allclose(res["Every vehicle (oracle)"].cious, expected)
+    assert res["Perfect listener + motion (oracle)"].ciou == 1.0
+    with pytest.raises(ValueError, match="2 clips but 1 times"):
+        plain.seen_maps(["c1", "c2"], [0.0])

@@ -24,7 +24,7 @@ from vssl_core.eval.audio_sensitivity import check_summary, compare_maps, swap_p
 from vssl_core.eval.scoring import result_columns
 from vssl_core.eval.side_accuracy import side_accuracy
 
-__all__ = ["reference_table"]
+__all__ = ["reference_table", "reference_results"]
 
 
 def reference_table(listeners: Mapping[str, object], ev, concat=None, at: float = 0.3, n_boot: int = 1000,
@@ -68,3 +68,21 @@ def reference_table(listeners: Mapping[str, object], ev, concat=None, at: float 
             row["side_accuracy"] = float(np.concatenate(side).mean())
         table.append(row)
     return pd.DataFrame(table)
+
+
+def reference_results(listeners: Mapping[str, object], ev, at: float = 0.3, n_boot: int = 1000, seed: int = 0,
+                      chunk: int = 128) -> dict:
+    """Per-sample scores of each listener with its own sound and of its ``seen_maps`` (every vehicle
+    it sees), as ``{name: EvalResult}`` to merge with the models' results (e.g. to split them by
+    sample type): the listener under its table name, the seen map under ``listener.seen_name``."""
+    clips, times = np.asarray(ev.clips).astype(str), np.asarray(ev.times, dtype=np.float64)
+    threshold = metrics.pixel_threshold(at)
+    out = {}
+    for name, listener in listeners.items():
+        for key, make in ((name, listener.maps), (listener.seen_name, listener.seen_maps)):
+            cious = [metrics.ciou(make(clips[rows], times[rows]).maps, ev.gt[rows], postprocess="none",
+                                  threshold=threshold)
+                     for rows in (slice(start, start + chunk) for start in range(0, len(ev), chunk))]
+            out[key] = metrics.score_cious(np.concatenate(cious), at=at, n_boot=n_boot, seed=seed,
+                                           postprocess="none")
+    return out

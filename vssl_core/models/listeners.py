@@ -25,6 +25,9 @@ From the generator's ``annotations/objects.csv`` (one row per object and annotat
   (:func:`~vssl_core.eval.metrics.gt_map_urbansas`), binary, scored with ``postprocess="none"``.
   Nothing seen of a heard class: nothing painted (an all-zero map).
 
+:meth:`PerfectListener.seen_maps` paints every seen vehicle whatever the sound: the perfect
+*potential* map (Oya et al.'s term) against which the listening is measured.
+
 A listener is handed the sound of any pair: :meth:`PerfectListener.maps` takes the frames and, for
 each, the ``(clip, time)`` whose sound it hears (another clip's for the audio-sensitivity check), and
 :meth:`PerfectListener.concat_maps` paints both halves of concat-and-localize rows for the
@@ -140,6 +143,27 @@ class PerfectListener:
         if self.motion:
             return topline_boxes(self._detector, str(clip), float(time), self._last[str(clip)])
         return class_filter(self._detector.detect(str(clip), float(time)))
+
+    @property
+    def seen_name(self) -> str:
+        """The table name of :meth:`seen_maps`."""
+        return "Every moving vehicle (oracle)" if self.motion else "Every vehicle (oracle)"
+
+    def seen_maps(self, clips: Sequence[str], times: Sequence[float]) -> LocalizationMaps:
+        """Every vehicle the listener sees, whatever the sound: the perfect *potential* map that
+        its listening is measured against (with ``motion``, the topline's boxes).
+
+        Returns
+        -------
+        LocalizationMaps, (N, 224, 224), binary, ``postprocess="none"``
+        """
+        if len(times) != len(clips):
+            raise ValueError(f"{len(clips)} clips but {len(times)} times")
+        out = np.zeros((len(clips), GRID, GRID), np.float32)
+        for i, (clip, time) in enumerate(zip(clips, times)):
+            seen = self.seen(clip, time)
+            out[i] = gt_map_urbansas(np.asarray([d.box for d in seen], dtype=np.float64).reshape(-1, 4))
+        return LocalizationMaps(out, "none", "perfect_listener")
 
     def boxes(self, clip: str, time: float, heard: Counter) -> np.ndarray:
         """The boxes painted on frame ``(clip, time)`` when the sound holds ``heard``, ``(K, 4)``."""
