@@ -21,7 +21,7 @@ import pandas as pd
 
 from vssl_core.eval import metrics
 from vssl_core.eval.audio_sensitivity import check_summary, compare_maps, swap_partners
-from vssl_core.eval.scoring import result_columns
+from vssl_core.eval.scoring import result_columns, score_chunked
 from vssl_core.eval.side_accuracy import side_accuracy
 
 __all__ = ["reference_table", "reference_results"]
@@ -76,13 +76,10 @@ def reference_results(listeners: Mapping[str, object], ev, at: float = 0.3, n_bo
     it sees), as ``{name: EvalResult}`` to merge with the models' results (e.g. to split them by
     sample type): the listener under its table name, the seen map under ``listener.seen_name``."""
     clips, times = np.asarray(ev.clips).astype(str), np.asarray(ev.times, dtype=np.float64)
-    threshold = metrics.pixel_threshold(at)
-    out = {}
-    for name, listener in listeners.items():
-        for key, make in ((name, listener.maps), (listener.seen_name, listener.seen_maps)):
-            cious = [metrics.ciou(make(clips[rows], times[rows]).maps, ev.gt[rows], postprocess="none",
-                                  threshold=threshold)
-                     for rows in (slice(start, start + chunk) for start in range(0, len(ev), chunk))]
-            out[key] = metrics.score_cious(np.concatenate(cious), at=at, n_boot=n_boot, seed=seed,
-                                           postprocess="none")
-    return out
+
+    def stream(rows: slice):
+        for name, listener in listeners.items():
+            yield name, listener.maps(clips[rows], times[rows])
+            yield listener.seen_name, listener.seen_maps(clips[rows], times[rows])
+
+    return score_chunked(stream, ev.gt, at=at, n_boot=n_boot, seed=seed, chunk=chunk)[0]

@@ -54,7 +54,12 @@ from vssl_core.eval.maps import LocalizationMaps
 from vssl_core.eval.metrics import GRID, gt_map_urbansas
 from vssl_core.models.baselines import VEHICLE_CLASSES, Detection, OracleDetector, class_filter, topline_boxes
 
-__all__ = ["PerfectListener", "perfect_listeners", "pick_heard"]
+__all__ = ["LISTENER", "LISTENER_MOTION", "SEEN", "SEEN_MOTION", "PerfectListener", "perfect_listeners",
+           "pick_heard"]
+
+#: Table names of the two listeners and of the maps of every vehicle each sees (``seen_maps``).
+LISTENER, LISTENER_MOTION = "Perfect listener (oracle)", "Perfect listener + motion (oracle)"
+SEEN, SEEN_MOTION = "Every vehicle (oracle)", "Every moving vehicle (oracle)"
 
 _REQUIRED = ("filename", "time", "label", "sounding")
 
@@ -124,7 +129,7 @@ class PerfectListener:
     @property
     def name(self) -> str:
         """The method name used in tables."""
-        return "Perfect listener + motion (oracle)" if self.motion else "Perfect listener (oracle)"
+        return LISTENER_MOTION if self.motion else LISTENER
 
     def _frame(self, clip: str, time: float) -> tuple[str, int]:
         key = (str(clip), _ms(time))
@@ -147,7 +152,7 @@ class PerfectListener:
     @property
     def seen_name(self) -> str:
         """The table name of :meth:`seen_maps`."""
-        return "Every moving vehicle (oracle)" if self.motion else "Every vehicle (oracle)"
+        return SEEN_MOTION if self.motion else SEEN
 
     def seen_maps(self, clips: Sequence[str], times: Sequence[float]) -> LocalizationMaps:
         """Every vehicle the listener sees, whatever the sound: the perfect *potential* map that
