@@ -39,7 +39,7 @@ from vssl_core.eval.maps import GRID, POSTPROCESS, LocalizationMaps, clean, flow
 from vssl_core.models.rcgrad import FlowGradEN, RCGrad, prepare_audio, prepare_flow, prepare_images
 
 __all__ = [
-    "audio_embeddings", "cam_closed_form", "rcgrad_maps", "flow_maps", "en_branch_maps", "flowgrad_h", "GradCAM", "EmbeddingDot",
+    "audio_embeddings", "pair_embeddings", "cam_closed_form", "rcgrad_maps", "flow_maps", "en_branch_maps", "flowgrad_h", "GradCAM", "EmbeddingDot",
     "autograd_rcgrad_maps", "localize", "localize_flowgrad_h", "maps", "flowgrad_h_maps", "flowgrad_h_from_rcgrad",
 ]
 
@@ -129,6 +129,41 @@ def rcgrad_maps(model: RCGrad, images: np.ndarray, audio: np.ndarray, flow: np.n
         feats = model.image_encoder(x).features  # (n, D, h, w)
         out.append(cam_closed_form(feats.float(), aud[s:s + chunk_size].to(dev)).cpu())
     return torch.cat(out).numpy().astype(np.float32)
+
+
+@torch.no_grad()
+def pair_embeddings(model: RCGrad, ev, *, chunk_size: int = 32) -> dict[str, np.ndarray]:
+    """The pooled embeddings that the contrastive loss compares, computed as the maps compute them.
+
+    Parameters
+    ----------
+    model : RCGrad, FlowGradIC or FlowGradEN, in eval mode
+    ev : EvalArrays
+        The pairs (images, audio at ``model.config.audio_sr``, flow magnitude).
+    chunk_size : int
+        Samples per forward pass (memory bound).
+
+    Returns
+    -------
+    dict of str to ndarray float32, shape (N, D)
+        ``"audio"`` (each clip's spectrogram standardised on its own, as :func:`audio_embeddings`),
+        ``"image"`` (FlowGrad-IC: RGB + flow channel) and, for FlowGrad-EN, ``"flow"``.
+    """
+    _check_eval(model)
+    _check_rate(model, ev)
+    size, dev = model.config.image_size, _device(model)
+    out = {"audio": audio_embeddings(model, ev.audio, chunk_size=chunk_size).cpu().numpy()}
+    image, flow = [], []
+    for s in _chunks(len(ev.images), chunk_size):
+        flo = prepare_flow(ev.flow[s:s + chunk_size], size).to(dev) if model.kind != "rcgrad" else None
+        img = prepare_images(ev.images[s:s + chunk_size], size).to(dev)
+        image.append(model.image_encoder(model.image_input(img, flo)).embedding.float().cpu())
+        if model.kind == "flowgrad_en":
+            flow.append(model.encode_flow(flo).embedding.float().cpu())
+    out["image"] = torch.cat(image).numpy()
+    if flow:
+        out["flow"] = torch.cat(flow).numpy()
+    return out
 
 
 @torch.no_grad()

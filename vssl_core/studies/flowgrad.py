@@ -32,6 +32,7 @@ every protocol (the published models were trained before any of this applies).
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -44,8 +45,10 @@ from vssl_core.errors import data_error
 from vssl_core.eval.maps import LocalizationMaps, minmax
 from vssl_core.eval.metrics import EvalResult
 from vssl_core.eval.scoring import paired_table as _paired_table
+from vssl_core.eval import retrieval
 from vssl_core.eval.scoring import result_columns, score, score_stream
 from vssl_core.models import rcgrad_maps
+from vssl_core.models.rcgrad import LOGIT_SCALE_MAX
 from vssl_core.models.baselines import centred_box_maps, flow_only_maps, topline_maps
 from vssl_core.training.rcgrad_family import RCGradFamilySetup, family_specs, trained_family
 from vssl_core.training.store import Models, ModelSpec
@@ -266,6 +269,39 @@ def en_branch_table(model, ev: EvalArrays, at: float = 0.3, n_boot: int = 1000, 
     return pd.DataFrame([{"map": name, "n": r.n, **result_columns(r)} for name, r in results.items()])
 
 
+#: The pairs each contrastive loss compares, in the paper's words, as (name, first, second)
+#: keys of :func:`~vssl_core.models.rcgrad_maps.pair_embeddings`.
+LOSS_PAIRS = (("audio-image", "audio", "image"), ("image-flow", "image", "flow"), ("audio-flow", "audio", "flow"))
+
+
+def pair_retrieval_table(models: Mapping[str, object], ev: EvalArrays, batch_size: int = 64,
+                         seed: int = 0) -> pd.DataFrame:
+    """What each pair of encoders learned to match, on held-out pairs (:mod:`vssl_core.eval.retrieval`).
+
+    One row per model (name -> RCGrad / FlowGrad-IC / FlowGrad-EN, in eval mode) and per pair its
+    loss compares (FlowGrad-EN: audio-image, image-flow and audio-flow; a pair "A-B"): top-1
+    retrieval both ways (A->B: each A ranks the batch's B) within shuffled batches of
+    ``batch_size``, its chance rate and the share that chance stays under 97.5% of the time
+    (above it, the encoders pick their partner out), and the symmetric InfoNCE
+    with the model's own logit scale, next to its chance value ``ln(batch_size)``.
+    """
+    rows = []
+    for name, model in models.items():
+        emb = rcgrad_maps.pair_embeddings(model, ev)
+        scale = min(float(model.logit_scale.detach().exp()), LOGIT_SCALE_MAX)
+        for pair, first, second in LOSS_PAIRS:
+            if first not in emb or second not in emb:
+                continue
+            forward, backward = retrieval.top1(emb[first], emb[second], batch_size, seed)
+            ranked = (len(ev.images) // batch_size) * batch_size
+            rows.append({"model": name, "pair": pair, "ranked": ranked,
+                         "top-1 (A->B)": forward, "top-1 (B->A)": backward, "top-1 chance": 1.0 / batch_size,
+                         "chance 97.5%": retrieval.chance_upper(ranked, batch_size),
+                         "InfoNCE": retrieval.infonce(emb[first], emb[second], scale, batch_size, seed),
+                         "InfoNCE chance": math.log(batch_size)})
+    return pd.DataFrame(rows)
+
+
 #: The paired comparisons of notebook 02: the paper's central claims, then whether RCGrad adds
 #: anything to the flow (FlowGrad-H over flow only) and the learned fusions over RCGrad.
 COMPARISONS = (("FlowGrad-H", "RCGrad"), ("Optical flow only", "RCGrad"), ("FlowGrad-H", "Optical flow only"),
@@ -274,8 +310,6 @@ COMPARISONS = (("FlowGrad-H", "RCGrad"), ("Optical flow only", "RCGrad"), ("Flow
 def chance_loss(batch_size: int, kind: str = "rcgrad") -> float:
     """The loss of a model that ranks every pair of a batch alike: ``ln(batch)`` for the symmetric
     InfoNCE of RCGrad and FlowGrad-IC, three times that for FlowGrad-EN's three pairwise losses."""
-    import math
-
     return math.log(batch_size) * (3 if kind == "flowgrad_en" else 1)
 
 
