@@ -111,3 +111,22 @@ def test_pair_retrieval_table_scores_each_pair_each_loss_compares():
     assert row["InfoNCE chance"] == pytest.approx(math.log(4))
     with pytest.raises(ValueError, match="eval"):
         pair_embeddings(build_model(ModelConfig(**small)), ev)
+
+
+def test_retrieval_markdown_words_each_pair_by_the_chance_bound():
+    import pandas as pd
+
+    from vssl_core.eval.findings import retrieval_markdown
+
+    table = pd.DataFrame({"model": ["EN", "EN", "EN"], "pair": ["image-flow", "audio-flow", "audio-image"],
+                          "top-1 (A->B)": [0.146, 0.018, 0.031], "top-1 (B->A)": [0.158, 0.016, 0.020],
+                          "top-1 chance": 1 / 64, "chance 97.5%": 0.027})
+    lines = retrieval_markdown(table).split("\n")
+    assert "**beyond chance**" in lines[0] and "0.146 / 0.158" in lines[0]
+    assert "**at chance**" in lines[1]
+    assert "**one way only**" in lines[2]
+    # exactly at the bound is not beyond it
+    at_bound = table.assign(**{"top-1 (A->B)": 0.027, "top-1 (B->A)": 0.027})
+    assert all("**at chance**" in line for line in retrieval_markdown(at_bound).split("\n"))
+    with pytest.raises(KeyError, match="chance 97.5%"):
+        retrieval_markdown(table.drop(columns="chance 97.5%"))

@@ -14,7 +14,9 @@ it displays, with the same rule as the verdict tables (:func:`vssl_core.eval.cla
   clip's sound (the paired own-minus-swapped cIoU of
   :func:`vssl_core.eval.audio_sensitivity.sound_gain`), by the same rule;
 - :func:`reference_markdown`: what a reference (e.g. the perfect listeners of
-  :mod:`vssl_core.eval.listener_reference`) reaches on the same measure, beside a target.
+  :mod:`vssl_core.eval.listener_reference`) reaches on the same measure, beside a target;
+- :func:`retrieval_markdown`: per model and pair of encoders, whether they pick out each other's
+  sample on held-out pairs beyond chance (:mod:`vssl_core.eval.retrieval`).
 """
 from __future__ import annotations
 
@@ -23,8 +25,8 @@ from collections.abc import Mapping, Sequence
 
 import pandas as pd
 
-__all__ = ["claims_markdown", "gaps_markdown", "learned", "learning_markdown", "reference_markdown", "sound_gain_markdown",
-           "target_markdown"]
+__all__ = ["claims_markdown", "gaps_markdown", "learned", "learning_markdown", "reference_markdown",
+           "retrieval_markdown", "sound_gain_markdown", "target_markdown"]
 
 
 def _fmt(x: float) -> str:
@@ -122,6 +124,33 @@ def reference_markdown(table: pd.DataFrame, column: str, what: str) -> str:
             raise KeyError(f"the reference table has no column {name!r} (columns: {list(table.columns)})")
     values = "; ".join(f"{m}: {float(v):.3f}" for m, v in zip(table["method"], table[column]))
     return f"- for comparison, {what} of {values}"
+
+
+_RETRIEVAL_COLUMNS = ("model", "pair", "top-1 (A->B)", "top-1 (B->A)", "top-1 chance", "chance 97.5%")
+
+
+def retrieval_markdown(table: pd.DataFrame) -> str:
+    """One bullet per row of a :func:`vssl_core.studies.flowgrad.pair_retrieval_table` table: the
+    pair is "**beyond chance**" when its top-1 in both directions exceeds the 97.5% chance bound,
+    "**one way only**" when one direction does, and "**at chance**" otherwise.
+
+    Raises
+    ------
+    KeyError
+        When a column of the table is missing.
+    """
+    missing = [c for c in _RETRIEVAL_COLUMNS if c not in table.columns]
+    if missing:
+        raise KeyError(f"the retrieval table has no column(s) {missing} (columns: {list(table.columns)})")
+    out = []
+    for row in table.itertuples(index=False):
+        r = dict(zip(table.columns, row))
+        above = (r["top-1 (A->B)"] > r["chance 97.5%"]) + (r["top-1 (B->A)"] > r["chance 97.5%"])
+        words = ("at chance", "one way only", "beyond chance")[int(above)]
+        out.append(f"- {r['model']}, {r['pair']}: **{words}** (top-1 {r['top-1 (A->B)']:.3f} / "
+                   f"{r['top-1 (B->A)']:.3f}; chance {r['top-1 chance']:.3f}, "
+                   f"97.5% of random rankings stay at or below {r['chance 97.5%']:.3f})")
+    return "\n".join(out)
 
 
 def gaps_markdown(table: pd.DataFrame, metric: str, label: str, prefix: str = "") -> str:
