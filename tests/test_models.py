@@ -167,6 +167,34 @@ def test_en_flow_encoder_init_and_loss_is_sum_of_pairs():
         return (F.cross_entropy(logits, t) + F.cross_entropy(logits.t(), t)) / 2
 
     torch.testing.assert_close(en.loss(out), pair(i, a) + pair(i, f) + pair(a, f))
+    # a subset of the pairs (beyond the paper): only those terms, whatever order they are named in
+    sub = FlowGradEN(ModelConfig(**{**en.config.to_dict(), "en_losses": ["audio-flow", "audio-image"]}))
+    assert sub.config.en_losses == ("audio-image", "audio-flow")
+    torch.testing.assert_close(sub.loss(out), pair(i, a) + pair(a, f))
+    only_flow = FlowGradEN(ModelConfig(**{**en.config.to_dict(), "en_losses": ("image-flow",)}))
+    torch.testing.assert_close(only_flow.loss(out), pair(i, f))
+
+
+def test_en_losses_stay_out_of_the_config_dict_at_the_paper_default():
+    paper = ModelConfig(kind="flowgrad_en", **SMALL)
+    assert "en_losses" not in paper.to_dict()          # checkpoints and cache keys as before the option
+    sub = ModelConfig(kind="flowgrad_en", en_losses=("audio-image", "audio-flow"), **SMALL)
+    assert sub.to_dict()["en_losses"] == ["audio-image", "audio-flow"]
+    assert ModelConfig.from_dict(sub.to_dict()) == sub and ModelConfig.from_dict(paper.to_dict()) == paper
+    for bad in ((), ("audio-image", "flow"), "sound"):
+        with pytest.raises(ValueError, match="en_losses must be a non-empty subset"):
+            ModelConfig(kind="flowgrad_en", en_losses=bad)
+    with pytest.raises(ValueError, match="FlowGrad-EN only"):
+        ModelConfig(kind="rcgrad", en_losses=("audio-image",))
+
+
+def test_chance_loss_counts_the_summed_pairs():
+    from vssl_core.studies.flowgrad import chance_loss
+
+    assert chance_loss(64, "rcgrad") == pytest.approx(math.log(64))
+    assert chance_loss(64, "flowgrad_en") == pytest.approx(3 * math.log(64))
+    assert chance_loss(64, "flowgrad_en", ("audio-image", "audio-flow")) == pytest.approx(2 * math.log(64))
+    assert chance_loss(64, "flowgrad_ic", ("audio-image",)) == pytest.approx(math.log(64))
 
 
 def test_model_config_round_trip_and_validation():

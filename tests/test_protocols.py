@@ -427,3 +427,20 @@ def test_native_flow_and_the_audio_window_on_a_synthetic_clip(tiny_synth, tmp_pa
     np.testing.assert_array_equal(native["audio"][:, :, 16000:32000], ours["audio"])
     # on 8-fps video one native frame is one 8-fps step: the same flow
     np.testing.assert_allclose(native["flow"], ours["flow"], atol=1e-6)
+
+
+def test_en_losses_reach_flowgrad_en_only(tmp_path):
+    """A subset of FlowGrad-EN's pairwise losses gives EN a model config (and key) of its own, and
+    leaves RCGrad and FlowGrad-IC as shipped."""
+    from vssl_core.training.rcgrad_family import family_specs
+    from vssl_core.training.store import Models
+
+    models = Models(cache_root=tmp_path, allow_train=False, progress=False)
+    paper = family_specs(flowgrad.FlowGradSetup.for_profile("quick"), models, progress=False)
+    sub = family_specs(flowgrad.FlowGradSetup.for_profile("quick", {"en_losses": ["audio-image", "audio-flow"]}),
+                       models, progress=False)
+    assert sub["rcgrad"].key == paper["rcgrad"].key == QUICK_KEYS["rcgrad"]
+    assert sub["flowgrad_ic"].key == paper["flowgrad_ic"].key
+    assert sub["flowgrad_en"].key != paper["flowgrad_en"].key
+    assert sub["flowgrad_en"].recipe["model"]["en_losses"] == ["audio-image", "audio-flow"]
+    assert "en_losses" not in paper["flowgrad_en"].recipe["model"]

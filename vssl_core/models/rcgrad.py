@@ -44,7 +44,7 @@ from vssl_core.repro.config import PlainConfig
 __all__ = [
     "KINDS", "CLIP_MEAN", "CLIP_STD", "FLOW_OFFSET", "FLOW_SCALE", "FLOW_UNIT", "FLOW_INPUTS", "ModelConfig", "ModelOutput",
     "AudioEncoder", "RCGrad", "FlowGradIC", "FlowGradEN", "build_model", "clip_loss",
-    "expand_to_flow_channel", "flow_encoder_state", "prepare_images", "prepare_flow",
+    "EN_LOSSES", "expand_to_flow_channel", "flow_encoder_state", "prepare_images", "prepare_flow",
     "prepare_audio",
 ]
 
@@ -56,6 +56,8 @@ FLOW_SCALE = 200.0
 #: flow_input="unit": |v| / FLOW_UNIT (px per step).
 FLOW_UNIT = 2.0
 FLOW_INPUTS = ("paper", "unit")
+#: FlowGrad-EN's pairwise contrastive losses; the paper sums all three.
+EN_LOSSES = ("audio-image", "image-flow", "audio-flow")
 LOGIT_SCALE_INIT = math.log(1 / 0.07)
 LOGIT_SCALE_MAX = 100.0
 
@@ -82,6 +84,12 @@ class ModelConfig(PlainConfig):
         How FlowGrad-IC / -EN feed the flow magnitude ``|v|`` (px per 8-fps step): the paper's
         ``(|v| + 5) / 200`` (about 0.025-0.05 for typical street motion: nearly a constant
         next to the normalised RGB channels) or ``|v| / 2`` (about unit scale).
+    en_losses : tuple of str
+        FlowGrad-EN only: which of its pairwise losses (:data:`EN_LOSSES`) are summed. The
+        default, all three, is the paper's; a subset is beyond the paper, e.g.
+        ``("audio-image", "audio-flow")`` leaves out the image-flow term. Kept in the canonical
+        order, and left out of :meth:`to_dict` at the default, so the paper's checkpoints and
+        cache keys do not change.
     """
 
     kind: str = "rcgrad"
@@ -91,6 +99,7 @@ class ModelConfig(PlainConfig):
     audio_sr: int = 16000
     faithful_audio_bn: bool = False
     flow_input: str = "paper"
+    en_losses: tuple[str, ...] = EN_LOSSES
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -101,6 +110,22 @@ class ModelConfig(PlainConfig):
             raise ValueError(f"invalid ModelConfig {self}")
         if self.flow_input not in FLOW_INPUTS:
             raise ValueError(f"ModelConfig.flow_input must be one of {FLOW_INPUTS}, got {self.flow_input!r}")
+        losses = (self.en_losses,) if isinstance(self.en_losses, str) else tuple(self.en_losses)
+        unknown = [name for name in losses if name not in EN_LOSSES]
+        if unknown or not losses:
+            raise ValueError(f"ModelConfig.en_losses must be a non-empty subset of {EN_LOSSES}, got {self.en_losses!r}")
+        object.__setattr__(self, "en_losses", tuple(name for name in EN_LOSSES if name in losses))
+        if self.en_losses != EN_LOSSES and self.kind != "flowgrad_en":
+            raise ValueError(f"ModelConfig.en_losses applies to FlowGrad-EN only; kind is {self.kind!r}")
+
+    def to_dict(self) -> dict:
+        """Plain-type dict of the fields; ``en_losses`` only when it is not the paper's three."""
+        d = super().to_dict()
+        if d["en_losses"] == EN_LOSSES:
+            del d["en_losses"]
+        else:
+            d["en_losses"] = list(d["en_losses"])
+        return d
 
     @property
     def uses_flow(self) -> bool:
@@ -280,10 +305,15 @@ class FlowGradEN(RCGrad):
         return ModelOutput(self.encode_image(images), self.encode_audio(audio), self.encode_flow(flow))
 
     def loss(self, out: ModelOutput) -> torch.Tensor:
-        """Sum of the audio-image, image-flow and audio-flow symmetric InfoNCE losses."""
+        """Sum of the symmetric InfoNCE losses of ``config.en_losses`` (the paper: audio-image,
+        image-flow and audio-flow)."""
         img, aud, flo = out.image.embedding, out.audio.embedding, out.flow.embedding
-        return (clip_loss(img, aud, self.logit_scale) + clip_loss(img, flo, self.logit_scale)
-                + clip_loss(aud, flo, self.logit_scale))
+        pairs = {"audio-image": (img, aud), "image-flow": (img, flo), "audio-flow": (aud, flo)}
+        losses = [clip_loss(*pairs[name], self.logit_scale) for name in self.config.en_losses]
+        total = losses[0]
+        for loss in losses[1:]:
+            total = total + loss
+        return total
 
     @classmethod
     def from_rcgrad(cls, rcgrad: RCGrad) -> FlowGradEN:

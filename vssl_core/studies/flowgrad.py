@@ -48,7 +48,7 @@ from vssl_core.eval.scoring import paired_table as _paired_table
 from vssl_core.eval import retrieval
 from vssl_core.eval.scoring import result_columns, score, score_stream
 from vssl_core.models import rcgrad_maps
-from vssl_core.models.rcgrad import LOGIT_SCALE_MAX
+from vssl_core.models.rcgrad import EN_LOSSES, LOGIT_SCALE_MAX
 from vssl_core.models.baselines import centred_box_maps, flow_only_maps, topline_maps
 from vssl_core.training.rcgrad_family import RCGradFamilySetup, family_specs, trained_family
 from vssl_core.training.store import Models, ModelSpec
@@ -307,10 +307,11 @@ def pair_retrieval_table(models: Mapping[str, object], ev: EvalArrays, batch_siz
 COMPARISONS = (("FlowGrad-H", "RCGrad"), ("Optical flow only", "RCGrad"), ("FlowGrad-H", "Optical flow only"),
                ("FlowGrad-EN", "RCGrad"), ("FlowGrad-IC", "RCGrad"))
 
-def chance_loss(batch_size: int, kind: str = "rcgrad") -> float:
+def chance_loss(batch_size: int, kind: str = "rcgrad", en_losses: Sequence[str] = EN_LOSSES) -> float:
     """The loss of a model that ranks every pair of a batch alike: ``ln(batch)`` for the symmetric
-    InfoNCE of RCGrad and FlowGrad-IC, three times that for FlowGrad-EN's three pairwise losses."""
-    return math.log(batch_size) * (3 if kind == "flowgrad_en" else 1)
+    InfoNCE of RCGrad and FlowGrad-IC, that times the number of FlowGrad-EN's summed pairwise
+    losses (``en_losses``: three, the paper's) for FlowGrad-EN."""
+    return math.log(batch_size) * (len(en_losses) if kind == "flowgrad_en" else 1)
 
 
 def paired_table(results: Mapping[str, EvalResult], comparisons: Sequence[tuple[str, str]] = COMPARISONS,

@@ -32,6 +32,7 @@ import numpy as np
 from vssl_core.data.flow import FlowParams
 from vssl_core.data.synth import GENERATOR_VERSION
 from vssl_core.data.training_set import ScenesSetup, TrainingScenes, load_training_data, validation_pairs
+from vssl_core.models.rcgrad import EN_LOSSES
 from vssl_core.training.loop import TrainConfig
 from vssl_core.training.store import Models, ModelSpec
 
@@ -69,6 +70,9 @@ class RCGradFamilySetup(ScenesSetup):
         FlowGrad-EN's flow encoder trains at ``en_lr`` times this (1: one rate, as the paper
         gives no other). The flow encoder starts from averaged RGB kernels (the paper), far from
         a flow model, while the image and audio encoders are already trained.
+    en_losses : tuple of str
+        FlowGrad-EN's summed pairwise losses (:data:`~vssl_core.models.rcgrad.EN_LOSSES`; all
+        three, the paper). A subset (beyond the paper) reaches FlowGrad-EN's model only.
     flow_window_s : float
         Flow aggregation window (0.125 s = one 8-fps pair, the paper).
     compensate_camera : bool
@@ -91,6 +95,7 @@ class RCGradFamilySetup(ScenesSetup):
     finetune_epochs: int = 4
     en_lr: float | None = 1e-4
     en_flow_lr_scale: float = 1.0
+    en_losses: tuple[str, ...] = EN_LOSSES
     flow_window_s: float = 0.125
     compensate_camera: bool = False
     flow_input: str = "unit"
@@ -283,8 +288,9 @@ def family_specs(setup: RCGradFamilySetup, models: Models, progress: bool = True
         specs[prior.name] = prior
 
     def rc_config(kind: str) -> ModelConfig:
+        en = {"en_losses": setup.en_losses} if kind == "flowgrad_en" else {}
         return ModelConfig(kind=kind, width=setup.width, layer4_stride=setup.layer4_stride,
-                           image_size=setup.image_size, audio_sr=setup.audio_sr, flow_input=setup.flow_input)
+                           image_size=setup.image_size, audio_sr=setup.audio_sr, flow_input=setup.flow_input, **en)
 
     def rcgrad_factory():
         model = build_model(rc_config("rcgrad"))
