@@ -49,6 +49,23 @@ def test_sound_gain_markdown_words_follow_the_verdict_rule():
     assert "better with another clip's sound" in lines[3]
 
 
+def test_paired_target_markdown_is_met_only_by_the_claims_rule():
+    import pytest
+
+    from vssl_core.eval.claims import verdict
+
+    rows = [("d", 0.028, 0.015, 0.043), ("e", 0.006, 0.001, 0.012), ("f", 0.030, -0.004, 0.060)]
+    table = pd.DataFrame([{"comparison": f"{r} - centred box", "metric": m, "difference": d, "lo": lo, "hi": hi,
+                           "verdict": verdict(lo, hi, d)} for r, d, lo, hi in rows for m in ("cIoU@0.3", "AUC")])
+    lines = findings.paired_target_markdown(table, "cIoU@0.3", "row ").split("\n")
+    assert len(lines) == 3
+    assert lines[0].startswith("- row d above centred box: **met**") and "[+0.015, +0.043]" in lines[0]
+    assert "**not met**" in lines[1]          # interval above 0, but +0.006 is too small to matter
+    assert "**not met**" in lines[2]          # +0.030, but the interval holds 0
+    with pytest.raises(KeyError, match="cIoU@0.5"):
+        findings.paired_target_markdown(table, "cIoU@0.5")
+
+
 def test_compare_tables_marks_values_inside_the_committed_interval(tmp_path):
     old = pd.DataFrame({"method": ["a", "b"], "cIoU@0.3": [0.2, 0.5], "cIoU@0.3_lo": [0.1, 0.45],
                         "cIoU@0.3_hi": [0.3, 0.55], "n": [10, 10]})

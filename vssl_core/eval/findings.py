@@ -10,6 +10,8 @@ it displays, with the same rule as the verdict tables (:func:`vssl_core.eval.cla
   learn is called that;
 - :func:`target_markdown`: a stated target (e.g. "RCGrad cIoU@0.3 >= 0.10") against the measured
   value, met or not;
+- :func:`paired_target_markdown`: a target "A above B" read from a paired bootstrap, met only by the
+  claims' rule (interval above 0, difference at least 0.02);
 - :func:`sound_gain_markdown`: per model, whether its own sound finds the source better than another
   clip's sound (the paired own-minus-swapped cIoU of
   :func:`vssl_core.eval.audio_sensitivity.sound_gain`), by the same rule;
@@ -25,8 +27,8 @@ from collections.abc import Mapping, Sequence
 
 import pandas as pd
 
-__all__ = ["claims_markdown", "gaps_markdown", "learned", "learning_markdown", "reference_markdown",
-           "retrieval_markdown", "sound_gain_markdown", "target_markdown"]
+__all__ = ["claims_markdown", "gaps_markdown", "learned", "learning_markdown", "paired_target_markdown",
+           "reference_markdown", "retrieval_markdown", "sound_gain_markdown", "target_markdown"]
 
 
 def _fmt(x: float) -> str:
@@ -86,6 +88,30 @@ def target_markdown(targets: Sequence[tuple[str, float, float]]) -> str:
     """Bullets ``(what, measured, target)``: met when ``measured >= target``."""
     return "\n".join(f"- {what}: {measured:.3f} (target {target:g}): **{'met' if measured >= target else 'not met'}**"
                      for what, measured, target in targets)
+
+
+def paired_target_markdown(table: pd.DataFrame, metric: str, prefix: str = "") -> str:
+    """Bullets "A above B", one per comparison ``A - B`` of a
+    :func:`vssl_core.eval.scoring.paired_table` table (rows of ``metric`` only): **met** only when
+    the verdict is "reproduced" (the paired 95% interval excludes 0 and the difference is at least
+    0.02), else **not met**, with the difference and its interval. ``prefix`` goes before A
+    (e.g. ``"row "``).
+
+    Raises
+    ------
+    KeyError
+        When the table has no row of ``metric``.
+    """
+    rows = table[table["metric"] == metric]
+    if rows.empty:
+        raise KeyError(f"the paired table has no {metric!r} rows (metrics: {sorted(set(table['metric']))})")
+    out = []
+    for _, r in rows.iterrows():
+        a, b = r["comparison"].split(" - ", 1)
+        met = "met" if r["verdict"] == "reproduced" else "not met"
+        out.append(f"- {prefix}{a} above {b}: **{met}** ({metric} difference {_fmt(r['difference'])}, "
+                   f"95% CI [{_fmt(r['lo'])}, {_fmt(r['hi'])}]; met needs an interval above 0 and at least +0.020)")
+    return "\n".join(out)
 
 
 _SOUND_GAIN_WORDS = {"reproduced": "finds the source better with its own sound",
