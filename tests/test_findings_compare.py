@@ -29,6 +29,9 @@ def test_learning_verdict_needs_held_out_loss_below_chance_and_retrieval_above()
     text = findings.learning_markdown({"m": good, "n": above_chance}, {"m": np.log(64), "n": np.log(64)})
     assert "**m** learned (epoch 2 of 2)" in text and "**n** did not learn" in text
     assert findings.target_markdown([("x", 0.2, 0.1), ("y", 0.05, 0.1)]).count("**not met**") == 1
+    below = findings.target_markdown([("loss", 0.346, 0.45, "<"), ("gap", 0.0, 0.0, ">"), ("at", 0.1, 0.1)])
+    assert below.split("\n") == ["- loss: 0.346 (target < 0.45): **met**", "- gap: 0.000 (target > 0): **not met**",
+                                 "- at: 0.100 (target >= 0.1): **met**"]
 
 
 def test_gaps_markdown_uses_the_effect_size_rule():
@@ -47,6 +50,13 @@ def test_sound_gain_markdown_words_follow_the_verdict_rule():
     assert lines[0].startswith("- row a: **finds the source better with its own sound** (own minus swapped sound +0.050")
     assert "below the 0.02" in lines[1] and "no measurable difference" in lines[2]
     assert "better with another clip's sound" in lines[3]
+
+
+def test_target_markdown_rejects_an_unknown_test():
+    import pytest
+
+    with pytest.raises(ValueError, match="target test"):
+        findings.target_markdown([("x", 1.0, 0.5, "=>")])
 
 
 def test_paired_target_markdown_is_met_only_by_the_claims_rule():

@@ -84,10 +84,21 @@ def learning_markdown(histories: Mapping[str, Sequence[Mapping]], chance_losses:
     return "\n".join(out)
 
 
-def target_markdown(targets: Sequence[tuple[str, float, float]]) -> str:
-    """Bullets ``(what, measured, target)``: met when ``measured >= target``."""
-    return "\n".join(f"- {what}: {measured:.3f} (target {target:g}): **{'met' if measured >= target else 'not met'}**"
-                     for what, measured, target in targets)
+_TARGET_TESTS = {">=": lambda m, t: m >= t, ">": lambda m, t: m > t, "<=": lambda m, t: m <= t, "<": lambda m, t: m < t}
+
+
+def target_markdown(targets: Sequence[tuple]) -> str:
+    """Bullets for ``(what, measured, target)`` or ``(what, measured, target, test)``: met when
+    ``measured <test> target``, where ``test`` is one of ``">="`` (the default), ``">"``, ``"<="``,
+    ``"<"``; the bullet prints the test, e.g. "0.346 (target < 0.45)"."""
+    out = []
+    for what, measured, target, *rest in targets:
+        test = rest[0] if rest else ">="
+        if test not in _TARGET_TESTS:
+            raise ValueError(f"target test for {what!r} must be one of {sorted(_TARGET_TESTS)}, got {test!r}")
+        met = "met" if _TARGET_TESTS[test](measured, target) else "not met"
+        out.append(f"- {what}: {measured:.3f} (target {test} {target:g}): **{met}**")
+    return "\n".join(out)
 
 
 def paired_target_markdown(table: pd.DataFrame, metric: str, prefix: str = "") -> str:
