@@ -42,10 +42,10 @@ import pandas as pd
 from vssl_core.data.arrays import EvalArrays, load_evaluation
 from vssl_core.data.urbansas import UrbansasDataset
 from vssl_core.errors import data_error
+from vssl_core.eval import retrieval
 from vssl_core.eval.maps import LocalizationMaps, minmax
 from vssl_core.eval.metrics import EvalResult
 from vssl_core.eval.scoring import paired_table as _paired_table
-from vssl_core.eval import retrieval
 from vssl_core.eval.scoring import result_columns, score, score_stream
 from vssl_core.models import rcgrad_maps
 from vssl_core.models.rcgrad import EN_LOSSES, LOGIT_SCALE_MAX
@@ -269,8 +269,8 @@ def en_branch_table(model, ev: EvalArrays, at: float = 0.3, n_boot: int = 1000, 
     return pd.DataFrame([{"map": name, "n": r.n, **result_columns(r)} for name, r in results.items()])
 
 
-#: The pairs each contrastive loss compares, in the paper's words, as (name, first, second)
-#: keys of :func:`~vssl_core.models.rcgrad_maps.pair_embeddings`.
+#: The pairs of encoders the contrastive losses compare, in the paper's words, as (name, first,
+#: second) keys of :func:`~vssl_core.models.rcgrad_maps.pair_embeddings`.
 LOSS_PAIRS = (("audio-image", "audio", "image"), ("image-flow", "image", "flow"), ("audio-flow", "audio", "flow"))
 
 
@@ -278,8 +278,9 @@ def pair_retrieval_table(models: Mapping[str, object], ev: EvalArrays, batch_siz
                          seed: int = 0) -> pd.DataFrame:
     """What each pair of encoders learned to match, on held-out pairs (:mod:`vssl_core.eval.retrieval`).
 
-    One row per model (name -> RCGrad / FlowGrad-IC / FlowGrad-EN, in eval mode) and per pair its
-    loss compares (FlowGrad-EN: audio-image, image-flow and audio-flow; a pair "A-B"): top-1
+    One row per model (name -> RCGrad / FlowGrad-IC / FlowGrad-EN, in eval mode) and per pair of
+    its encoders (FlowGrad-EN: audio-image, image-flow and audio-flow, also those that a subset
+    ``en_losses`` leaves out of its loss; a pair "A-B"): top-1
     retrieval both ways (A->B: each A ranks the batch's B) within shuffled batches of
     ``batch_size``, its chance rate and the share that chance stays under 97.5% of the time
     (above it, the encoders pick their partner out), and the symmetric InfoNCE
