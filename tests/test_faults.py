@@ -361,6 +361,8 @@ def test_synth_argument_errors_are_one_message(tmp_path, capsys, args, words):
 @pytest.mark.parametrize("command, main, args, words", [
     ("train", train_cli.main, ["--profile", "a b"], "--profile"),
     ("train", train_cli.main, ["--list", "--param", "epochs"], "epochs"),
+    ("train", train_cli.main, ["--list", "-p", "en_losses=['flow']"], "ModelConfig.en_losses must be"),
+    ("train", train_cli.main, ["--list", "-p", "flow_input='bad'"], "ModelConfig.flow_input must be"),
     ("compare", compare_cli.main, ["{tmp}/missing", "{tmp}"], "missing"),
     ("benchmark", benchmark_cli.main, [], "--vggss"),
     ("scale", scale_cli.main, ["--data", "{tmp}/missing", "--out", "{tmp}/o"], "missing"),

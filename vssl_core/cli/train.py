@@ -82,7 +82,12 @@ def _main(argv: list[str]) -> int:
     overrides = _parse_params(args.param)
     folder = weights_dir(args.profile)
     models = Models(None if args.retrain else folder, allow_train=not args.list, say=say if main_rank else None)
-    specs = all_specs(args.profile, models, overrides)
+    try:
+        specs = all_specs(args.profile, models, overrides)
+    except ValueError as exc:  # a Setup or model config that refuses a value: the user's input
+        given = " ".join(f"-p {k}={v!r}" for k, v in overrides.items()) or "no --param"
+        raise DataError(f"profile {args.profile!r} (notebooks/profiles/{args.profile}.toml) with {given}: {exc}. "
+                        f"Fix: give the field a value it accepts") from exc
     names = _selected(list(specs), args.only)
     if args.list:
         shipped = read_manifest(folder)["models"]
