@@ -175,6 +175,11 @@ def test_type_table_separates_the_types():
     assert t.loc["B", "paper_gap_IoU"] == pytest.approx(oy.OYA_TABLE4["B"][0] - oy.OYA_TABLE4["B"][2])
     g = oy.type_gap_table(res, types, [(oy.LOC, oy.POT), ("absent", oy.POT)], n_boot=50)
     assert set(g["comparison"]) == {f"{oy.LOC} - {oy.POT}"} and len(g) == 2
+    b = oy.type_gap(g, oy.LOC, oy.POT, "B")
+    assert b["type"] == "B" and b["cIoU@0.3_gap"] == 1.0
+    assert oy.type_gap(g, oy.LOC, oy.POT, "A")["cIoU@0.3_gap"] == 0
+    with pytest.raises(KeyError, match="'absent'"):
+        oy.type_gap(g, "absent", oy.POT)
 
 
 def test_protocol_table_joins_methods_present_in_both():

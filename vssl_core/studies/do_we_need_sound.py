@@ -91,7 +91,7 @@ __all__ = [
     "prior_spec", "model_specs", "trained_sizes", "trained_oya", "validation_metrics",
     "oya_method_maps", "concat_set", "concat_maps",
     "method_stream", "score_stream", "score_methods", "swapped_sound_results", "score_sizes",
-    "side_accuracy", "pick_examples", "size_table", "gap_table", "type_table", "type_gap_table",
+    "side_accuracy", "pick_examples", "size_table", "gap_table", "type_table", "type_gap_table", "type_gap",
     "protocol_table",
 ]
 
@@ -668,6 +668,22 @@ def type_gap_table(results: Mapping[str, EvalResult], types: np.ndarray,
         g.insert(0, "comparison", f"{a} - {b}")
         frames.append(g)
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def type_gap(table: pd.DataFrame, a: str, b: str, sample_type: str = "B") -> pd.Series:
+    """The row ``a - b`` of sample type ``sample_type`` of a :func:`type_gap_table` table.
+
+    Raises
+    ------
+    KeyError
+        When the table has no such row (the comparison was not asked for, or named a method
+        without results).
+    """
+    rows = table[(table["comparison"] == f"{a} - {b}") & (table["type"] == sample_type)]
+    if rows.empty:
+        raise KeyError(f"no {a!r} - {b!r} gap of type {sample_type!r} in the table (comparisons: "
+                       f"{sorted(set(table['comparison']))})")
+    return rows.iloc[0]
 
 
 def protocol_table(original: Mapping[str, EvalResult], concat: Mapping[str, EvalResult],
