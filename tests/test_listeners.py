@@ -19,7 +19,7 @@ from vssl_core.eval.metrics import gt_map_urbansas
 from vssl_core.models.baselines import Detection
 from vssl_core.eval.listener_reference import reference_results, reference_table
 from vssl_core.models.listeners import PerfectListener, perfect_listeners, pick_heard
-from vssl_core.eval.side_accuracy import side_accuracy
+from vssl_core.eval.side_accuracy import side_accuracy, side_accuracy_interval
 
 
 def _row(clip, t, label, x=None, w=200.0, h=120.0, y=300.0, vis=1.0, sounding=1, state="moving"):
@@ -143,6 +143,8 @@ def test_reference_table_scores_listeners_like_the_models(objects):
     assert moving["silent under swapped sound"] == pytest.approx(np.mean(other.reshape(n, -1).max(1) == 0))
     expected_side = side_accuracy(lm.concat_maps(clips, times, cs.left, cs.right, cs.source), cs.side).mean()
     assert moving["side_accuracy"] == pytest.approx(expected_side)
+    per_row = side_accuracy(lm.concat_maps(clips, times, cs.left, cs.right, cs.source), cs.side)
+    assert (moving["side_accuracy_lo"], moving["side_accuracy_hi"]) == side_accuracy_interval(per_row, 50, 0)
     assert "side_accuracy" not in reference_table(listeners, ev, n_boot=50).columns
     line = findings.reference_markdown(table, "side_accuracy", "the side accuracy")
     assert "Perfect listener + motion (oracle): " + f"{moving['side_accuracy']:.3f}" in line

@@ -189,6 +189,9 @@ def test_protocol_table_joins_methods_present_in_both():
     assert t["method"].tolist() == ["a"]
     assert t.iloc[0]["orig_cIoU@0.3"] == 1.0 and t.iloc[0]["concat_cIoU@0.3"] == 0.75
     assert t.iloc[0]["side_accuracy"] == 0.75
+    # the interval resamples the two pairs (rows 0-1: 0.5, rows 2-3: 1.0), never single rows
+    assert 0.5 <= t.iloc[0]["side_accuracy_lo"] <= 0.75 <= t.iloc[0]["side_accuracy_hi"] <= 1.0
+    assert "side_accuracy" not in oy.protocol_table(o, c).columns
 
 
 # -- training and maps on tiny inputs -------------------------------------------------------------

@@ -22,7 +22,7 @@ import pandas as pd
 from vssl_core.eval import metrics
 from vssl_core.eval.audio_sensitivity import check_summary, compare_maps, swap_partners
 from vssl_core.eval.scoring import result_columns, score_chunked
-from vssl_core.eval.side_accuracy import side_accuracy
+from vssl_core.eval.side_accuracy import side_accuracy, side_accuracy_interval
 
 __all__ = ["reference_table", "reference_results"]
 
@@ -31,7 +31,8 @@ def reference_table(listeners: Mapping[str, object], ev, concat=None, at: float 
                     seed: int = 0, chunk: int = 128) -> pd.DataFrame:
     """One row per listener: cIoU@``at`` and AUC with CIs on ``ev``, its audio sensitivity, its
     own-minus-swapped sound cIoU with CI, the share of frames left empty by the swapped sound, and
-    its concat side accuracy when ``concat`` (built from ``ev``) is given.
+    its concat side accuracy when ``concat`` (built from ``ev``) is given, with a 95% interval that
+    resamples concat pairs (:func:`~vssl_core.eval.side_accuracy.side_accuracy_interval`).
 
     Parameters
     ----------
@@ -65,7 +66,9 @@ def reference_table(listeners: Mapping[str, object], ev, concat=None, at: float 
             side = [side_accuracy(listener.concat_maps(clips, times, concat.left[rows], concat.right[rows],
                                                        concat.source[rows]), np.asarray(concat.side)[rows])
                     for rows in (slice(start, start + chunk) for start in range(0, len(concat.side), chunk))]
-            row["side_accuracy"] = float(np.concatenate(side).mean())
+            side = np.concatenate(side)
+            row["side_accuracy"] = float(side.mean())
+            row["side_accuracy_lo"], row["side_accuracy_hi"] = side_accuracy_interval(side, n_boot, seed)
         table.append(row)
     return pd.DataFrame(table)
 

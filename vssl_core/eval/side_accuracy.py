@@ -5,6 +5,10 @@ sound of one of them (``side``). The map's mass on each half is compared after t
 the map names (:func:`vssl_core.eval.metrics.postprocess`): 1 when the heard side holds more, 0 when
 less, 0.5 on a tie. A map that ignores the sound is right on exactly one of the two rows of each pair
 (both sounds are given), so its mean is 0.5.
+
+:func:`side_accuracy_interval` gives a bootstrap interval of the mean that resamples whole pairs:
+rows ``2k`` and ``2k + 1`` share one concatenated image (both sounds are given), so they are not
+independent.
 """
 from __future__ import annotations
 
@@ -14,7 +18,7 @@ from vssl_core.errors import data_error
 from vssl_core.eval import metrics
 from vssl_core.eval.maps import LocalizationMaps
 
-__all__ = ["side_accuracy"]
+__all__ = ["side_accuracy", "side_accuracy_interval"]
 
 
 def side_accuracy(maps: LocalizationMaps, side: np.ndarray) -> np.ndarray:
@@ -43,3 +47,36 @@ def side_accuracy(maps: LocalizationMaps, side: np.ndarray) -> np.ndarray:
         right[start:start + 64] = m[:, :, half:].sum(axis=(1, 2))
     good = np.where(side == "left", left - right, right - left)
     return np.where(good > 0, 1.0, np.where(good < 0, 0.0, 0.5))
+
+
+def side_accuracy_interval(per_row: np.ndarray, n_boot: int = 1000, seed: int = 0,
+                           level: float = 0.95) -> tuple[float, float]:
+    """Percentile-bootstrap interval of the mean side accuracy, resampling concat *pairs*.
+
+    Parameters
+    ----------
+    per_row : np.ndarray, shape (M,)
+        :func:`side_accuracy` of the rows of a concat set, in its order: rows ``2k`` and
+        ``2k + 1`` are one image heard with each of its two sounds (M even).
+    n_boot : int
+        Bootstrap resamples of the ``M / 2`` pairs.
+    seed : int
+        Seed of ``np.random.default_rng``.
+    level : float
+        Coverage of the interval, in (0, 1).
+
+    Returns
+    -------
+    (lo, hi) : tuple of float
+    """
+    acc = np.asarray(per_row, dtype=np.float64)
+    if acc.ndim != 1 or len(acc) == 0 or len(acc) % 2:
+        raise ValueError(f"need the side accuracy of the 2 rows of every concat pair (even M > 0), got shape {acc.shape}")
+    if not 0 < level < 1 or n_boot < 1:
+        raise ValueError(f"need 0 < level < 1 and n_boot >= 1, got level={level}, n_boot={n_boot}")
+    pairs = acc.reshape(-1, 2).mean(axis=1)  # (M / 2,)
+    rng = np.random.default_rng(seed)
+    means = pairs[rng.integers(0, len(pairs), size=(n_boot, len(pairs)))].mean(axis=1)
+    tail = 100 * (1 - level) / 2
+    lo, hi = np.percentile(means, [tail, 100 - tail])
+    return float(lo), float(hi)

@@ -69,10 +69,11 @@ from vssl_core.eval.audio_sensitivity import with_swapped_audio
 from vssl_core.eval.metrics import EvalResult
 from vssl_core.eval.scoring import paired_gaps, result_columns, score_chunked
 from vssl_core.eval.scoring import score_stream as _score_stream
-from vssl_core.eval.side_accuracy import side_accuracy
+from vssl_core.eval.side_accuracy import side_accuracy, side_accuracy_interval
 from vssl_core.models import oya_maps, rcgrad_maps
 from vssl_core.models.audio import resample_audio
 from vssl_core.models.baselines import flow_only_maps, random_maps
+from vssl_core.models.loudness_rule import LOUDNESS_RULE, half_motion, kept_half_maps, loudness_db, loudness_side
 from vssl_core.repro.profiles import TrainingSetup
 from vssl_core.training.loop import TrainConfig
 from vssl_core.training.rcgrad_family import RCGradFamilySetup, borrowed_setup, data_recipe
@@ -89,7 +90,7 @@ __all__ = [
     "OyaSetup", "PROTOCOLS", "EvalRules", "evaluation_rules",
     "data_setup", "rcgrad_setup", "ab_scene_config", "load_pairs", "load_real", "load_ab",
     "prior_spec", "model_specs", "trained_sizes", "trained_oya", "validation_metrics",
-    "oya_method_maps", "concat_set", "concat_maps",
+    "oya_method_maps", "concat_set", "concat_maps", "loudness_rule_reference",
     "method_stream", "score_stream", "score_methods", "swapped_sound_results", "score_sizes",
     "side_accuracy", "pick_examples", "size_table", "gap_table", "type_table", "type_gap_table", "type_gap",
     "protocol_table",
@@ -425,6 +426,31 @@ def concat_set(ev: EvalArrays, setup: OyaSetup) -> ConcatSet:
                                seed=setup.seed, n_pairs=setup.concat_pairs or None)
 
 
+def loudness_rule_reference(cs: ConcatSet, n_boot: int = 1000, seed: int = 0, chunk: int = 128) -> pd.DataFrame:
+    """The side accuracy of the no-training loudness + flow rule (:mod:`vssl_core.models.loudness_rule`)
+    on a concat set, as a row to put beside the perfect listeners'
+    (:func:`vssl_core.eval.listener_reference.reference_table`).
+
+    The rule's sides are chosen from all rows at once (its percentiles need the whole set); its maps
+    are then scored ``chunk`` rows at a time.
+
+    Returns
+    -------
+    DataFrame
+        One row: ``method`` (:data:`~vssl_core.models.loudness_rule.LOUDNESS_RULE`), ``n_concat``,
+        ``side_accuracy`` and its pair-bootstrap ``side_accuracy_lo`` / ``_hi``.
+    """
+    if cs.flows is None:
+        raise ValueError("the concat set has no flows: pass flows= to concat_and_localize")
+    kept = loudness_side(loudness_db(cs.audio), half_motion(cs.flows))  # (M,)
+    heard = np.asarray(cs.side)
+    acc = np.concatenate([side_accuracy(kept_half_maps(cs.flows[rows], kept[rows]), heard[rows])
+                          for rows in (slice(start, start + chunk) for start in range(0, len(cs), chunk))])
+    lo, hi = side_accuracy_interval(acc, n_boot, seed)
+    return pd.DataFrame([{"method": LOUDNESS_RULE, "n_concat": len(cs), "side_accuracy": float(acc.mean()),
+                          "side_accuracy_lo": lo, "side_accuracy_hi": hi}])
+
+
 def method_stream(oya_models: Mapping[str, OyaNet], rcgrad: RCGrad | None, ev: EvalArrays, map_size: int,
                   seed: int = 0, random_rows: tuple[int, slice] | None = None
                   ) -> Iterator[tuple[str, LocalizationMaps]]:
@@ -687,10 +713,13 @@ def type_gap(table: pd.DataFrame, a: str, b: str, sample_type: str = "B") -> pd.
 
 
 def protocol_table(original: Mapping[str, EvalResult], concat: Mapping[str, EvalResult],
-                   side: Mapping[str, np.ndarray] | None = None, protocol: str = "companion") -> pd.DataFrame:
+                   side: Mapping[str, np.ndarray] | None = None, protocol: str = "companion",
+                   n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
     """Each method on the original pairs and on the concat-and-localize set, side by side, with
-    the concat side accuracy when given (methods present in both; rule columns under another
-    ``protocol`` than the companion's, as :func:`size_table`)."""
+    the concat side accuracy when given and its pair-bootstrap 95% interval
+    (:func:`~vssl_core.eval.side_accuracy.side_accuracy_interval` with ``n_boot`` and ``seed``);
+    methods present in both; rule columns under another ``protocol`` than the companion's, as
+    :func:`size_table`."""
     rows = []
     for name in original:
         if name not in concat:
@@ -701,6 +730,7 @@ def protocol_table(original: Mapping[str, EvalResult], concat: Mapping[str, Eval
         row.update(_ci_row(k, "concat_"))
         if side is not None and name in side:
             row["side_accuracy"] = float(np.mean(side[name]))
+            row["side_accuracy_lo"], row["side_accuracy_hi"] = side_accuracy_interval(side[name], n_boot, seed)
         row.update(_rule_columns(o, protocol))
         rows.append(row)
     return pd.DataFrame(rows)

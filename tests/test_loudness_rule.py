@@ -1,0 +1,105 @@
+"""The no-training loudness + flow rule of concat-and-localize, and the pair-bootstrap interval of a
+side accuracy."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from vssl_core.data.concat import concat_and_localize
+from vssl_core.eval.metrics import GRID
+from vssl_core.eval.side_accuracy import side_accuracy, side_accuracy_interval
+from vssl_core.models.loudness_rule import (
+    LOUDNESS_RULE, half_motion, kept_half_maps, loudness_db, loudness_rule_maps, loudness_side,
+    mid_rank_percentiles,
+)
+from vssl_core.studies import do_we_need_sound as dwns
+
+
+def test_loudness_db_of_a_full_scale_sine_and_of_silence():
+    t = np.arange(8000) / 8000
+    sine = np.sin(2 * np.pi * 440 * t)
+    db = loudness_db(np.stack([sine, 0.1 * sine, np.zeros_like(sine)]))
+    assert db[0] == pytest.approx(-3.0103, abs=1e-3)
+    assert db[0] - db[1] == pytest.approx(20.0, abs=1e-6)     # a tenth of the amplitude: -20 dB
+    assert db[2] == pytest.approx(-120.0)                      # silence is finite
+    stereo = np.stack([np.stack([sine, sine])])                # (1, 2, T): channels averaged
+    assert loudness_db(stereo)[0] == pytest.approx(db[0])
+    with pytest.raises(ValueError, match="audio must be"):
+        loudness_db(np.zeros(10))
+
+
+def test_mid_rank_percentiles_give_ties_one_value():
+    p = mid_rank_percentiles(np.array([1.0, 2.0, 2.0, 3.0]), np.array([1.0, 2.0, 2.0, 3.0]))
+    assert p.tolist() == [0.125, 0.5, 0.5, 0.875]
+    with pytest.raises(ValueError, match="at least one"):
+        mid_rank_percentiles(np.array([1.0]), np.array([]))
+
+
+def test_half_motion_averages_each_half():
+    flow = np.zeros((1, 4, 6))
+    flow[0, :, :3] = 2.0
+    flow[0, :, 3:] = 0.5
+    assert half_motion(flow).tolist() == [[2.0, 0.5]]
+
+
+def test_a_loud_sound_keeps_the_busier_half_and_a_quiet_one_the_calmer_half():
+    loudness = np.array([-10.0, -40.0, -10.0, -40.0])
+    motion = np.array([[3.0, 0.1], [3.0, 0.1], [0.1, 3.0], [0.1, 3.0]])
+    assert loudness_side(loudness, motion).tolist() == [0, 1, 1, 0]
+    # an exact tie (both halves equally far from the loudness rank) keeps both
+    assert loudness_side(np.array([-20.0, -20.0]), np.array([[1.0, 1.0], [1.0, 1.0]])).tolist() == [-1, -1]
+    with pytest.raises(ValueError, match="need loudness"):
+        loudness_side(loudness, motion[:3])
+
+
+def test_kept_half_maps_zero_the_other_half_and_keep_flow_units():
+    flow = np.full((3, GRID, GRID), 2.0, dtype=np.float32)
+    maps = kept_half_maps(flow, np.array([0, 1, -1]))
+    assert maps.postprocess == "none" and maps.maps.shape == (3, GRID, GRID)
+    half = GRID // 2
+    assert maps.maps[0, :, :half].min() == 2.0 and maps.maps[0, :, half:].max() == 0.0
+    assert maps.maps[1, :, :half].max() == 0.0 and maps.maps[1, :, half:].min() == 2.0
+    assert maps.maps[2].min() == 2.0
+    with pytest.raises(ValueError, match="side must hold"):
+        kept_half_maps(flow, np.array([0, 2, 1]))
+
+
+def _street_set(n: int = 6, seed: int = 0):
+    """``n`` frames whose loudness grows with the motion on screen: the cue the rule reads."""
+    rng = np.random.default_rng(seed)
+    level = np.linspace(0.05, 1.0, n)                                   # motion and loudness alike
+    flows = np.stack([np.full((GRID, GRID), 4.0 * a, dtype=np.float32) for a in level])
+    audio = np.stack([a * rng.standard_normal((1, 800)).astype(np.float32) for a in level])
+    images = rng.integers(0, 256, (n, 16, 16, 3), dtype=np.uint8)
+    boxes = [np.array([[400.0, 200.0, 300.0, 200.0]]) for _ in range(n)]
+    return concat_and_localize(images, audio, boxes=boxes, flows=flows, seed=seed)
+
+
+def test_the_rule_picks_the_heard_side_when_loudness_follows_motion():
+    cs = _street_set()
+    maps = loudness_rule_maps(cs.pairs(8000))
+    acc = side_accuracy(maps, cs.side)
+    assert acc.mean() >= 0.9
+    # swapping each pair's two sounds swaps the side the rule keeps: it listens, the pixels do not matter
+    swapped = cs.pairs(8000).with_audio(cs.audio.reshape(-1, 2, *cs.audio.shape[1:])[:, ::-1].reshape(cs.audio.shape))
+    assert side_accuracy(loudness_rule_maps(swapped), cs.side).mean() <= 0.1
+
+
+def test_loudness_rule_reference_scores_its_maps_with_the_shared_side_accuracy():
+    cs = _street_set(8, seed=3)
+    row = dwns.loudness_rule_reference(cs, n_boot=200, seed=0, chunk=3).iloc[0]
+    expected = side_accuracy(loudness_rule_maps(cs.pairs(8000)), cs.side).mean()
+    assert row["method"] == LOUDNESS_RULE and row["n_concat"] == len(cs)
+    assert row["side_accuracy"] == pytest.approx(expected)
+    assert row["side_accuracy_lo"] <= row["side_accuracy"] <= row["side_accuracy_hi"]
+
+
+def test_side_accuracy_interval_resamples_pairs_not_rows():
+    # every pair right once and wrong once: any resample of *pairs* has mean exactly 0.5
+    assert side_accuracy_interval(np.tile([1.0, 0.0], 50), n_boot=300, seed=0) == (0.5, 0.5)
+    lo, hi = side_accuracy_interval(np.r_[np.ones(60), np.zeros(40)], n_boot=500, seed=0)
+    assert lo < 0.6 < hi
+    with pytest.raises(ValueError, match="even M"):
+        side_accuracy_interval(np.ones(3))
+    with pytest.raises(ValueError, match="level"):
+        side_accuracy_interval(np.ones(4), level=1.5)
