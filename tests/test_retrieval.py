@@ -113,6 +113,35 @@ def test_pair_retrieval_table_scores_each_pair_each_loss_compares():
         pair_embeddings(build_model(ModelConfig(**small)), ev)
 
 
+def test_the_loudness_rule_row_matches_sounds_to_frames_by_loudness_and_motion():
+    from vssl_core.models.loudness_rule import LOUDNESS_RULE
+    from vssl_core.studies.flowgrad import pair_retrieval_table
+
+    rng = np.random.default_rng(2)
+    n, size = 16, 8
+    level = rng.permutation(np.linspace(0.05, 1.0, n))       # distinct loudness = distinct motion
+    ev = SimpleNamespace(images=np.zeros((n, size, size, 3), dtype=np.uint8),
+                         audio=(level[:, None, None] * rng.standard_normal((n, 1, 2000))).astype(np.float32),
+                         flow=np.broadcast_to(3 * level[:, None, None], (n, size, size)).astype(np.float32),
+                         audio_sr=8000)
+    row = pair_retrieval_table({}, ev, batch_size=8, seed=0, loudness_rule=True).iloc[0]
+    assert (row["model"], row["pair"]) == (LOUDNESS_RULE, "audio-flow") and np.isnan(row["InfoNCE"])
+    assert row["top-1 (A->B)"] == 1.0 and row["top-1 (B->A)"] == 1.0   # ranks agree: every pick is right
+    ev.flow = ev.flow[::-1].copy()                                        # motion no longer follows loudness
+    row = pair_retrieval_table({}, ev, batch_size=8, seed=0, loudness_rule=True).iloc[0]
+    assert row["top-1 (A->B)"] < 0.5
+
+
+def test_percentile_embedding_ranks_by_closeness():
+    from vssl_core.models.loudness_rule import percentile_embedding
+
+    e = percentile_embedding(np.array([0.1, 0.2, 0.5, 0.9]))
+    cos = e @ e[0]
+    assert np.allclose(np.linalg.norm(e, axis=1), 1.0) and list(np.argsort(-cos)) == [0, 1, 2, 3]
+    with pytest.raises(ValueError, match="percentiles"):
+        percentile_embedding(np.array([1.5]))
+
+
 def test_retrieval_markdown_words_each_pair_by_the_chance_bound():
     import pandas as pd
 

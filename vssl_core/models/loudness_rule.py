@@ -14,6 +14,10 @@ knows no class at all. It hears only how loud the sound is and sees only how muc
 Its map is the flow magnitude of the kept half (the other half is 0), with the flow-only baseline's
 post-processing (``"none"``), so the side accuracy and the cIoU read it like any other map.
 
+The same two numbers, per frame instead of per half, give the rule's audio-flow retrieval: within a
+batch, each sound picks the frame whose motion percentile is closest to its loudness percentile
+(:func:`percentile_embedding`; FlowGrad-EN's audio-flow pair has to learn at least this much).
+
 Conventions: the percentiles are transductive (they use every row of the set, as a naive baseline
 may); images are never looked at; a row's two halves are the left and right ``W // 2`` columns of the
 224-grid flow map, the layout of :func:`vssl_core.data.concat.concat_and_localize`.
@@ -25,7 +29,7 @@ import numpy as np
 from vssl_core.eval.maps import LocalizationMaps, flow_to_grid
 
 __all__ = ["LOUDNESS_RULE", "loudness_db", "half_motion", "mid_rank_percentiles", "loudness_side", "kept_half_maps",
-           "loudness_rule_maps"]
+           "loudness_rule_maps", "percentile_embedding"]
 
 #: Method name of :func:`loudness_rule_maps` in tables.
 LOUDNESS_RULE = "Loudness + flow rule (no training)"
@@ -135,3 +139,16 @@ def loudness_rule_maps(cat) -> LocalizationMaps:
     if len(cat.flow) != len(cat.audio):
         raise ValueError(f"{len(cat.audio)} sounds for {len(cat.flow)} flow maps")
     return kept_half_maps(cat.flow, loudness_side(loudness_db(cat.audio), half_motion(cat.flow)))
+
+
+def percentile_embedding(percentiles: np.ndarray) -> np.ndarray:
+    """Percentiles as points on a half circle, ``(N, 2) = (cos(pi p), sin(pi p))``.
+
+    The cosine of two such points is ``cos(pi (p_a - p_b))``, which falls as ``|p_a - p_b|`` grows:
+    ranking by cosine is the rule's "closer percentile", so the rule can be scored by the same
+    retrieval functions as the models' embeddings (:mod:`vssl_core.eval.retrieval`).
+    """
+    p = np.asarray(percentiles, dtype=np.float64)
+    if p.ndim != 1 or not np.all((p >= 0) & (p <= 1)):
+        raise ValueError(f"need percentiles in [0, 1] of shape (N,), got shape {p.shape}")
+    return np.stack([np.cos(np.pi * p), np.sin(np.pi * p)], axis=1)

@@ -50,6 +50,7 @@ from vssl_core.eval.scoring import result_columns, score, score_stream
 from vssl_core.models import rcgrad_maps
 from vssl_core.models.rcgrad import EN_LOSSES, LOGIT_SCALE_MAX
 from vssl_core.models.baselines import centred_box_maps, flow_only_maps, topline_maps
+from vssl_core.models.loudness_rule import LOUDNESS_RULE, loudness_db, mid_rank_percentiles, percentile_embedding
 from vssl_core.training.rcgrad_family import RCGradFamilySetup, family_specs, trained_family
 from vssl_core.training.store import Models, ModelSpec
 
@@ -275,7 +276,7 @@ LOSS_PAIRS = (("audio-image", "audio", "image"), ("image-flow", "image", "flow")
 
 
 def pair_retrieval_table(models: Mapping[str, object], ev: EvalArrays, batch_size: int = 64,
-                         seed: int = 0) -> pd.DataFrame:
+                         seed: int = 0, loudness_rule: bool = False) -> pd.DataFrame:
     """What each pair of encoders learned to match, on held-out pairs (:mod:`vssl_core.eval.retrieval`).
 
     One row per model (name -> RCGrad / FlowGrad-IC / FlowGrad-EN, in eval mode) and per pair of
@@ -285,8 +286,13 @@ def pair_retrieval_table(models: Mapping[str, object], ev: EvalArrays, batch_siz
     ``batch_size``, its chance rate and the share that chance stays under 97.5% of the time
     (above it, the encoders pick their partner out), and the symmetric InfoNCE
     with the model's own logit scale, next to its chance value ``ln(batch_size)``.
+
+    ``loudness_rule=True`` adds the audio-flow row of the no-training loudness + flow rule
+    (:mod:`vssl_core.models.loudness_rule`): each sound's RMS level and each frame's mean flow
+    magnitude as percentiles of the pairs, matched by closeness (no InfoNCE: it has no logit scale).
     """
     rows = []
+    ranked = (len(ev.images) // batch_size) * batch_size
     for name, model in models.items():
         emb = rcgrad_maps.pair_embeddings(model, ev)
         scale = min(float(model.logit_scale.detach().exp()), LOGIT_SCALE_MAX)
@@ -294,12 +300,21 @@ def pair_retrieval_table(models: Mapping[str, object], ev: EvalArrays, batch_siz
             if first not in emb or second not in emb:
                 continue
             forward, backward = retrieval.top1(emb[first], emb[second], batch_size, seed)
-            ranked = (len(ev.images) // batch_size) * batch_size
             rows.append({"model": name, "pair": pair, "ranked": ranked,
                          "top-1 (A->B)": forward, "top-1 (B->A)": backward, "top-1 chance": 1.0 / batch_size,
                          "chance 97.5%": retrieval.chance_upper(ranked, batch_size),
                          "InfoNCE": retrieval.infonce(emb[first], emb[second], scale, batch_size, seed),
                          "InfoNCE chance": math.log(batch_size)})
+    if loudness_rule:
+        loud = loudness_db(ev.audio)  # (N,) dB
+        motion = np.asarray(ev.flow, dtype=np.float64).reshape(len(ev.flow), -1).mean(axis=1)  # (N,) px/step
+        forward, backward = retrieval.top1(percentile_embedding(mid_rank_percentiles(loud, loud)),
+                                           percentile_embedding(mid_rank_percentiles(motion, motion)),
+                                           batch_size, seed)
+        rows.append({"model": LOUDNESS_RULE, "pair": "audio-flow", "ranked": ranked,
+                     "top-1 (A->B)": forward, "top-1 (B->A)": backward, "top-1 chance": 1.0 / batch_size,
+                     "chance 97.5%": retrieval.chance_upper(ranked, batch_size),
+                     "InfoNCE": float("nan"), "InfoNCE chance": math.log(batch_size)})
     return pd.DataFrame(rows)
 
 
