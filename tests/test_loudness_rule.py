@@ -103,3 +103,16 @@ def test_side_accuracy_interval_resamples_pairs_not_rows():
         side_accuracy_interval(np.ones(3))
     with pytest.raises(ValueError, match="level"):
         side_accuracy_interval(np.ones(4), level=1.5)
+
+
+def test_side_accuracy_references_put_the_rule_after_the_listeners():
+    import pandas as pd
+
+    cs = _street_set(6, seed=1)
+    listeners = pd.DataFrame({"method": ["L"], "n": [6], "side_accuracy": [0.7], "side_accuracy_lo": [0.6],
+                              "side_accuracy_hi": [0.8]})
+    table = dwns.side_accuracy_references(listeners, cs, n_boot=100, seed=0)
+    assert table.columns.tolist() == dwns.SIDE_COLUMNS and table["method"].tolist() == ["L", LOUDNESS_RULE]
+    assert table.iloc[1]["side_accuracy"] == dwns.loudness_rule_reference(cs, n_boot=100, seed=0).iloc[0]["side_accuracy"]
+    with pytest.raises(KeyError, match="give reference_table the concat set"):
+        dwns.side_accuracy_references(listeners.drop(columns="side_accuracy_lo"), cs)

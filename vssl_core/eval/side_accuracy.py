@@ -16,6 +16,7 @@ import numpy as np
 
 from vssl_core.errors import data_error
 from vssl_core.eval import metrics
+from vssl_core.eval.bootstrap import bootstrap_ci
 from vssl_core.eval.maps import LocalizationMaps
 
 __all__ = ["side_accuracy", "side_accuracy_interval"]
@@ -59,7 +60,7 @@ def side_accuracy_interval(per_row: np.ndarray, n_boot: int = 1000, seed: int = 
         :func:`side_accuracy` of the rows of a concat set, in its order: rows ``2k`` and
         ``2k + 1`` are one image heard with each of its two sounds (M even).
     n_boot : int
-        Bootstrap resamples of the ``M / 2`` pairs.
+        Bootstrap resamples of the ``M / 2`` pairs (:func:`vssl_core.eval.bootstrap.bootstrap_ci`).
     seed : int
         Seed of ``np.random.default_rng``.
     level : float
@@ -72,11 +73,6 @@ def side_accuracy_interval(per_row: np.ndarray, n_boot: int = 1000, seed: int = 
     acc = np.asarray(per_row, dtype=np.float64)
     if acc.ndim != 1 or len(acc) == 0 or len(acc) % 2:
         raise ValueError(f"need the side accuracy of the 2 rows of every concat pair (even M > 0), got shape {acc.shape}")
-    if not 0 < level < 1 or n_boot < 1:
-        raise ValueError(f"need 0 < level < 1 and n_boot >= 1, got level={level}, n_boot={n_boot}")
-    pairs = acc.reshape(-1, 2).mean(axis=1)  # (M / 2,)
-    rng = np.random.default_rng(seed)
-    means = pairs[rng.integers(0, len(pairs), size=(n_boot, len(pairs)))].mean(axis=1)
-    tail = 100 * (1 - level) / 2
-    lo, hi = np.percentile(means, [tail, 100 - tail])
-    return float(lo), float(hi)
+    pairs = acc.reshape(-1, 2).mean(axis=1)  # (M / 2,): their mean is the rows' mean
+    ci = bootstrap_ci(pairs, lambda x: x.mean(axis=-1), n_boot=n_boot, seed=seed, level=level)
+    return ci.lo, ci.hi

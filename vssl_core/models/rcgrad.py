@@ -310,10 +310,7 @@ class FlowGradEN(RCGrad):
         img, aud, flo = out.image.embedding, out.audio.embedding, out.flow.embedding
         pairs = {"audio-image": (img, aud), "image-flow": (img, flo), "audio-flow": (aud, flo)}
         losses = [clip_loss(*pairs[name], self.logit_scale) for name in self.config.en_losses]
-        total = losses[0]
-        for loss in losses[1:]:
-            total = total + loss
-        return total
+        return sum(losses[1:], losses[0])
 
     @classmethod
     def from_rcgrad(cls, rcgrad: RCGrad) -> FlowGradEN:

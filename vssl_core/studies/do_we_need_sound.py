@@ -90,7 +90,7 @@ __all__ = [
     "OyaSetup", "PROTOCOLS", "EvalRules", "evaluation_rules",
     "data_setup", "rcgrad_setup", "ab_scene_config", "load_pairs", "load_real", "load_ab",
     "prior_spec", "model_specs", "trained_sizes", "trained_oya", "validation_metrics",
-    "oya_method_maps", "concat_set", "concat_maps", "loudness_rule_reference",
+    "oya_method_maps", "concat_set", "concat_maps", "loudness_rule_reference", "SIDE_COLUMNS", "side_accuracy_references",
     "method_stream", "score_stream", "score_methods", "swapped_sound_results", "score_sizes",
     "side_accuracy", "pick_examples", "size_table", "gap_table", "type_table", "type_gap_table", "type_gap",
     "protocol_table",
@@ -449,6 +449,21 @@ def loudness_rule_reference(cs: ConcatSet, n_boot: int = 1000, seed: int = 0, ch
     lo, hi = side_accuracy_interval(acc, n_boot, seed)
     return pd.DataFrame([{"method": LOUDNESS_RULE, "n_concat": len(cs), "side_accuracy": float(acc.mean()),
                           "side_accuracy_lo": lo, "side_accuracy_hi": hi}])
+
+
+#: Columns of :func:`side_accuracy_references`.
+SIDE_COLUMNS = ["method", "side_accuracy", "side_accuracy_lo", "side_accuracy_hi"]
+
+
+def side_accuracy_references(listeners: pd.DataFrame, cs: ConcatSet, n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
+    """The side accuracies to read the models' against: the rows of a listeners' table
+    (:func:`vssl_core.eval.listener_reference.reference_table` given ``cs``), then the loudness +
+    flow rule's (:func:`loudness_rule_reference`), in the columns :data:`SIDE_COLUMNS`."""
+    missing = [c for c in SIDE_COLUMNS if c not in listeners.columns]
+    if missing:
+        raise KeyError(f"the listeners' table has no column(s) {missing}: give reference_table the concat set")
+    rule = loudness_rule_reference(cs, n_boot=n_boot, seed=seed)
+    return pd.concat([listeners[SIDE_COLUMNS], rule[SIDE_COLUMNS]], ignore_index=True)
 
 
 def method_stream(oya_models: Mapping[str, OyaNet], rcgrad: RCGrad | None, ev: EvalArrays, map_size: int,

@@ -291,30 +291,27 @@ def pair_retrieval_table(models: Mapping[str, object], ev: EvalArrays, batch_siz
     (:mod:`vssl_core.models.loudness_rule`): each sound's RMS level and each frame's mean flow
     magnitude as percentiles of the pairs, matched by closeness (no InfoNCE: it has no logit scale).
     """
-    rows = []
     ranked = (len(ev.images) // batch_size) * batch_size
+
+    def row(model: str, pair: str, a: np.ndarray, b: np.ndarray, infonce: float) -> dict:
+        forward, backward = retrieval.top1(a, b, batch_size, seed)
+        return {"model": model, "pair": pair, "ranked": ranked, "top-1 (A->B)": forward, "top-1 (B->A)": backward,
+                "top-1 chance": 1.0 / batch_size, "chance 97.5%": retrieval.chance_upper(ranked, batch_size),
+                "InfoNCE": infonce, "InfoNCE chance": math.log(batch_size)}
+
+    rows = []
     for name, model in models.items():
         emb = rcgrad_maps.pair_embeddings(model, ev)
         scale = min(float(model.logit_scale.detach().exp()), LOGIT_SCALE_MAX)
         for pair, first, second in LOSS_PAIRS:
-            if first not in emb or second not in emb:
-                continue
-            forward, backward = retrieval.top1(emb[first], emb[second], batch_size, seed)
-            rows.append({"model": name, "pair": pair, "ranked": ranked,
-                         "top-1 (A->B)": forward, "top-1 (B->A)": backward, "top-1 chance": 1.0 / batch_size,
-                         "chance 97.5%": retrieval.chance_upper(ranked, batch_size),
-                         "InfoNCE": retrieval.infonce(emb[first], emb[second], scale, batch_size, seed),
-                         "InfoNCE chance": math.log(batch_size)})
+            if first in emb and second in emb:
+                rows.append(row(name, pair, emb[first], emb[second],
+                                retrieval.infonce(emb[first], emb[second], scale, batch_size, seed)))
     if loudness_rule:
         loud = loudness_db(ev.audio)  # (N,) dB
         motion = np.asarray(ev.flow, dtype=np.float64).reshape(len(ev.flow), -1).mean(axis=1)  # (N,) px/step
-        forward, backward = retrieval.top1(percentile_embedding(mid_rank_percentiles(loud, loud)),
-                                           percentile_embedding(mid_rank_percentiles(motion, motion)),
-                                           batch_size, seed)
-        rows.append({"model": LOUDNESS_RULE, "pair": "audio-flow", "ranked": ranked,
-                     "top-1 (A->B)": forward, "top-1 (B->A)": backward, "top-1 chance": 1.0 / batch_size,
-                     "chance 97.5%": retrieval.chance_upper(ranked, batch_size),
-                     "InfoNCE": float("nan"), "InfoNCE chance": math.log(batch_size)})
+        rows.append(row(LOUDNESS_RULE, "audio-flow", percentile_embedding(mid_rank_percentiles(loud, loud)),
+                        percentile_embedding(mid_rank_percentiles(motion, motion)), float("nan")))
     return pd.DataFrame(rows)
 
 
