@@ -7,10 +7,10 @@ import pytest
 
 from vssl_core.data.concat import concat_and_localize
 from vssl_core.eval.metrics import GRID
-from vssl_core.eval.side_accuracy import side_accuracy, side_accuracy_interval
+from vssl_core.eval.side_accuracy import kept_side_accuracy, side_accuracy, side_accuracy_interval
 from vssl_core.models.loudness_rule import (
     LOUDNESS_RULE, half_motion, kept_half_maps, loudness_db, loudness_rule_maps, loudness_side,
-    mid_rank_percentiles,
+    mid_rank_percentiles, total_box_area,
 )
 from vssl_core.studies import do_we_need_sound as dwns
 
@@ -116,3 +116,63 @@ def test_side_accuracy_references_put_the_rule_after_the_listeners():
     assert table.iloc[1]["side_accuracy"] == dwns.loudness_rule_reference(cs, n_boot=100, seed=0).iloc[0]["side_accuracy"]
     with pytest.raises(KeyError, match="give reference_table the concat set"):
         dwns.side_accuracy_references(listeners.drop(columns="side_accuracy_lo"), cs)
+
+
+def test_total_box_area_sums_w_times_h_and_is_zero_without_boxes():
+    area = total_box_area([np.array([[0.0, 0.0, 2.0, 3.0], [100.0, 50.0, 4.0, 5.0]]), np.zeros((0, 4)), [[7, 7, 1, 1]]])
+    assert area.tolist() == [26.0, 0.0, 1.0]
+
+
+def test_kept_side_accuracy_scores_a_kept_half_like_a_map_on_it():
+    side = np.array(["left", "left", "right", "right"])
+    assert kept_side_accuracy(np.array([0, 1, -1, 0]), side).tolist() == [1.0, 0.0, 0.5, 0.0]
+    # the same as side_accuracy of a map whose mass is all on the kept half
+    flow = np.ones((4, GRID, GRID), np.float32)
+    kept = np.array([0, 1, -1, 1])
+    assert kept_side_accuracy(kept, side).tolist() == side_accuracy(kept_half_maps(flow, kept), side).tolist()
+    with pytest.raises(ValueError, match="kept"):
+        kept_side_accuracy(np.array([0, 2, 1, 0]), side)
+    with pytest.raises(ValueError, match="left"):
+        kept_side_accuracy(np.array([0, 1]), np.array(["left", "up"]))
+
+
+def test_loudness_match_table_follows_the_statistic_that_grows_with_the_loudness():
+    cs = _street_set(8, seed=2)
+    level = np.linspace(0.05, 1.0, 8)                        # what the loudness grows with
+    stats = {"grows": level, "shrinks": -level, "constant": np.ones(8)}
+    table = dwns.loudness_match_table(cs, stats, n_boot=100, seed=0).set_index("statistic")
+    assert table.loc["grows", "side_accuracy"] >= 0.9 and table.loc["grows", "loudness_correlation"] > 0.9
+    assert table.loc["shrinks", "side_accuracy"] < 0.5                 # against the loudness: below chance
+    assert table.loc["constant", "side_accuracy"] == 0.5 and np.isnan(table.loc["constant", "loudness_correlation"])
+    assert (table["side_accuracy_lo"] <= table["side_accuracy"]).all()
+    with pytest.raises(ValueError, match="one value per input frame"):
+        dwns.loudness_match_table(cs, {"short": level[:3]})
+
+
+def test_loudness_match_statistics_go_from_the_flow_to_the_sounding_boxes():
+    from types import SimpleNamespace
+
+    from vssl_core.data.arrays import EvalArrays
+
+    class Seen:  # a perfect listener's view: one 10x10 vehicle, plus a parked 20x20 one without motion
+        def __init__(self, motion):
+            self.motion = motion
+
+        def seen(self, clip, time):
+            boxes = [(0, 0, 10, 10)] + ([] if self.motion else [(50, 50, 20, 20)])
+            return [SimpleNamespace(box=b) for b in boxes]
+
+    flow = np.zeros((2, GRID, GRID), np.float32)
+    flow[1] = 2.0
+    ev = EvalArrays(np.array(["a", "b"]), np.array([0.0, 1.0]), np.zeros((2, 8, 8, 3), np.uint8), flow,
+                    np.zeros((2, 1, 10), np.float32), None, [np.array([[0, 0, 3, 4]]), np.zeros((0, 4))])
+    stats = dwns.loudness_match_statistics(ev, {"still": Seen(False), "moving": Seen(True)})
+    assert tuple(stats) == dwns.LOUDNESS_MATCHES
+    flow_mean, every, moving, sounding = stats.values()
+    assert flow_mean.tolist() == [0.0, 2.0]
+    assert every.tolist() == [500.0, 500.0] and moving.tolist() == [100.0, 100.0]
+    assert sounding.tolist() == [12.0, 0.0]
+    # real data has no objects table: only the flow and the ground truth
+    assert tuple(dwns.loudness_match_statistics(ev)) == (dwns.LOUDNESS_MATCHES[0], dwns.LOUDNESS_MATCHES[3])
+    with pytest.raises(ValueError, match="without and with motion"):
+        dwns.loudness_match_statistics(ev, {"still": Seen(False)})

@@ -19,7 +19,7 @@ from vssl_core.eval import metrics
 from vssl_core.eval.bootstrap import bootstrap_ci
 from vssl_core.eval.maps import LocalizationMaps
 
-__all__ = ["side_accuracy", "side_accuracy_interval"]
+__all__ = ["side_accuracy", "kept_side_accuracy", "side_accuracy_interval"]
 
 
 def side_accuracy(maps: LocalizationMaps, side: np.ndarray) -> np.ndarray:
@@ -48,6 +48,32 @@ def side_accuracy(maps: LocalizationMaps, side: np.ndarray) -> np.ndarray:
         right[start:start + 64] = m[:, :, half:].sum(axis=(1, 2))
     good = np.where(side == "left", left - right, right - left)
     return np.where(good > 0, 1.0, np.where(good < 0, 0.0, 0.5))
+
+
+def kept_side_accuracy(kept: np.ndarray, side: np.ndarray) -> np.ndarray:
+    """Per concat row, for a rule that keeps a half instead of drawing a map: 1 when it keeps
+    ``side``'s half, 0 the other one, 0.5 when it keeps both (a tie), as :func:`side_accuracy`
+    scores a map with all its mass on the kept half.
+
+    Parameters
+    ----------
+    kept : np.ndarray of int, shape (M,)
+        0 (left), 1 (right) or -1 (both), e.g.
+        :func:`~vssl_core.models.loudness_rule.loudness_side`.
+    side : np.ndarray of str, shape (M,)
+        "left" or "right" (:attr:`vssl_core.data.concat.ConcatSet.side`).
+
+    Returns
+    -------
+    np.ndarray, float64, shape (M,)
+    """
+    kept, side = np.asarray(kept), np.asarray(side).astype(str)
+    if kept.shape != side.shape or kept.ndim != 1 or not np.isin(kept, (-1, 0, 1)).all():
+        raise ValueError(f"need kept (M,) in (-1, 0, 1) and side (M,), got {kept.shape} and {side.shape}")
+    if not np.isin(side, ("left", "right")).all():
+        raise data_error(None, "side", "values other than 'left'/'right'", "pass ConcatSet.side")
+    heard = np.where(side == "left", 0, 1)
+    return np.where(kept == -1, 0.5, (kept == heard).astype(np.float64))
 
 
 def side_accuracy_interval(per_row: np.ndarray, n_boot: int = 1000, seed: int = 0,

@@ -28,7 +28,7 @@ import numpy as np
 
 from vssl_core.eval.maps import LocalizationMaps, flow_to_grid
 
-__all__ = ["LOUDNESS_RULE", "loudness_db", "half_motion", "mid_rank_percentiles", "loudness_side", "kept_half_maps",
+__all__ = ["LOUDNESS_RULE", "loudness_db", "half_motion", "mid_rank_percentiles", "loudness_side", "total_box_area", "kept_half_maps",
            "loudness_rule_maps", "percentile_embedding"]
 
 #: Method name of :func:`loudness_rule_maps` in tables.
@@ -86,7 +86,9 @@ def loudness_side(loudness: np.ndarray, motion: np.ndarray) -> np.ndarray:
     loudness : np.ndarray, shape (M,)
         Each row's sound level (:func:`loudness_db`).
     motion : np.ndarray, shape (M, 2)
-        Each row's left and right motion (:func:`half_motion`).
+        Each row's left and right motion (:func:`half_motion`), or any other statistic of the two
+        halves that should grow with the loudness (e.g. :func:`total_box_area` of what each half
+        shows): only its ranks are used.
     """
     loudness = np.asarray(loudness, dtype=np.float64)
     motion = np.asarray(motion, dtype=np.float64)
@@ -96,6 +98,21 @@ def loudness_side(loudness: np.ndarray, motion: np.ndarray) -> np.ndarray:
     seen = mid_rank_percentiles(motion, motion)  # (M, 2)
     distance = np.abs(seen - heard[:, None])  # (M, 2)
     return np.where(distance[:, 0] < distance[:, 1], 0, np.where(distance[:, 1] < distance[:, 0], 1, -1))
+
+
+def total_box_area(boxes) -> np.ndarray:
+    """Summed area of each frame's boxes, ``(N,)`` float64 in squared box units (0 for no box).
+
+    Parameters
+    ----------
+    boxes : sequence of N array-likes, each (K_i, 4)
+        ``[x, y, w, h]`` boxes (Urbansas layout); ``K_i`` may be 0.
+    """
+    out = np.zeros(len(boxes))
+    for i, frame in enumerate(boxes):
+        b = np.asarray(frame, dtype=np.float64).reshape(-1, 4)
+        out[i] = float((b[:, 2] * b[:, 3]).sum())
+    return out
 
 
 def kept_half_maps(flow: np.ndarray, side: np.ndarray) -> LocalizationMaps:

@@ -69,11 +69,13 @@ from vssl_core.eval.audio_sensitivity import with_swapped_audio
 from vssl_core.eval.metrics import EvalResult
 from vssl_core.eval.scoring import paired_gaps, result_columns, score_chunked
 from vssl_core.eval.scoring import score_stream as _score_stream
-from vssl_core.eval.side_accuracy import side_accuracy, side_accuracy_interval
+from vssl_core.eval.side_accuracy import kept_side_accuracy, side_accuracy, side_accuracy_interval
 from vssl_core.models import oya_maps, rcgrad_maps
 from vssl_core.models.audio import resample_audio
 from vssl_core.models.baselines import flow_only_maps, random_maps
-from vssl_core.models.loudness_rule import LOUDNESS_RULE, half_motion, kept_half_maps, loudness_db, loudness_side
+from vssl_core.models.loudness_rule import (
+    LOUDNESS_RULE, half_motion, kept_half_maps, loudness_db, loudness_side, total_box_area,
+)
 from vssl_core.repro.profiles import TrainingSetup
 from vssl_core.training.loop import TrainConfig
 from vssl_core.training.rcgrad_family import RCGradFamilySetup, borrowed_setup, data_recipe
@@ -81,6 +83,7 @@ from vssl_core.training.store import Models, ModelSpec
 
 if TYPE_CHECKING:
     from vssl_core.data.synth import SceneConfig
+    from vssl_core.models.listeners import PerfectListener
     from vssl_core.models.oya import OyaConfig, OyaNet
     from vssl_core.models.rcgrad import RCGrad
 
@@ -91,6 +94,7 @@ __all__ = [
     "data_setup", "rcgrad_setup", "ab_scene_config", "load_pairs", "load_real", "load_ab",
     "prior_spec", "model_specs", "trained_sizes", "trained_oya", "validation_metrics",
     "oya_method_maps", "concat_set", "concat_maps", "loudness_rule_reference", "SIDE_COLUMNS", "side_accuracy_references",
+    "LOUDNESS_MATCHES", "loudness_match_statistics", "loudness_match_table",
     "method_stream", "score_stream", "score_methods", "swapped_sound_results", "score_sizes",
     "side_accuracy", "pick_examples", "size_table", "gap_table", "type_table", "type_gap_table", "type_gap",
     "protocol_table",
@@ -464,6 +468,90 @@ def side_accuracy_references(listeners: pd.DataFrame, cs: ConcatSet, n_boot: int
         raise KeyError(f"the listeners' table has no column(s) {missing}: give reference_table the concat set")
     rule = loudness_rule_reference(cs, n_boot=n_boot, seed=seed)
     return pd.concat([listeners[SIDE_COLUMNS], rule[SIDE_COLUMNS]], ignore_index=True)
+
+
+#: The per-frame statistics of :func:`loudness_match_statistics`, in table order: what each lets a
+#: "match the loudness" rule know.
+LOUDNESS_MATCHES = (
+    "mean flow magnitude (sees motion, no objects)",
+    "area of every visible vehicle (what a still frame shows)",
+    "area of the moving vehicles (oracle: knows what moves)",
+    "area of the sounding vehicles (oracle: the ground truth)",
+)
+
+
+def loudness_match_statistics(ev: EvalArrays, listeners: Mapping[str, PerfectListener] | None = None
+                              ) -> dict[str, np.ndarray]:
+    """Per evaluation frame, the quantities a loudness could be matched to (:data:`LOUDNESS_MATCHES`).
+
+    The flow is the loudness + flow rule's cue; the three areas (summed ``w * h`` of the boxes,
+    1280x720 annotation pixels squared: the sound of several vehicles adds up, and a nearer vehicle
+    is both larger and louder) go from what a still frame shows to what only the generator knows.
+
+    Parameters
+    ----------
+    ev : EvalArrays
+        The synthetic evaluation pairs (``flow``, ``boxes``, ``clips``, ``times``).
+    listeners : mapping of str to PerfectListener, optional
+        :func:`vssl_core.models.listeners.perfect_listeners` of the pairs' objects table: the one
+        without motion gives every visible vehicle (parked ones included), the one with motion the
+        moving ones. None (real data: no objects table): those two rows are left out.
+
+    Returns
+    -------
+    dict of str to np.ndarray float64, shape (N,), keyed by :data:`LOUDNESS_MATCHES` (in order).
+    """
+    flow = np.asarray(ev.flow, dtype=np.float64).reshape(len(ev), -1).mean(axis=1)  # px/step
+    values = {LOUDNESS_MATCHES[0]: flow}
+    if listeners is not None:
+        by_motion = {listener.motion: listener for listener in listeners.values()}
+        if set(by_motion) != {False, True}:
+            raise ValueError("need the perfect listeners without and with motion (perfect_listeners(...))")
+        for name, motion in zip(LOUDNESS_MATCHES[1:3], (False, True)):
+            seen = by_motion[motion]
+            values[name] = total_box_area([[d.box for d in seen.seen(c, float(t))] for c, t in zip(ev.clips, ev.times)])
+    values[LOUDNESS_MATCHES[3]] = total_box_area(ev.boxes)
+    return values
+
+
+def loudness_match_table(cs: ConcatSet, statistics: Mapping[str, np.ndarray], n_boot: int = 1000,
+                         seed: int = 0) -> pd.DataFrame:
+    """Side accuracy of "keep the half whose statistic ranks closest to the loudness", per statistic.
+
+    Each rule is :func:`~vssl_core.models.loudness_rule.loudness_side` with the statistic of the
+    two frames a row shows in place of the motion, scored by
+    :func:`~vssl_core.eval.side_accuracy.kept_side_accuracy`. It tells where the loudness cue of
+    concat-and-localize lives: a model that cannot see a statistic cannot use its row.
+
+    Parameters
+    ----------
+    cs : ConcatSet
+        Its ``left`` / ``right`` index the frames of ``statistics``; ``audio`` and ``side`` are used.
+    statistics : mapping of str to np.ndarray, shape (N,)
+        One value per input frame (:func:`loudness_match_statistics`).
+
+    Returns
+    -------
+    DataFrame
+        Rows in the order of ``statistics``: ``statistic``, ``n_concat``, ``side_accuracy`` with its
+        pair-bootstrap ``side_accuracy_lo`` / ``_hi``, and ``loudness_correlation`` (Pearson, over the
+        rows, of the loudness in dB and the heard frame's statistic).
+    """
+    loudness = loudness_db(cs.audio)  # (M,)
+    rows = []
+    for name, values in statistics.items():
+        values = np.asarray(values, dtype=np.float64)
+        if values.ndim != 1 or len(values) <= max(cs.left.max(), cs.right.max()):
+            raise ValueError(f"statistic {name!r} needs one value per input frame of the concat set, "
+                             f"got shape {values.shape}")
+        kept = loudness_side(loudness, np.stack([values[cs.left], values[cs.right]], axis=1))
+        acc = kept_side_accuracy(kept, cs.side)
+        lo, hi = side_accuracy_interval(acc, n_boot, seed)
+        heard = values[cs.source]
+        corr = float(np.corrcoef(loudness, heard)[0, 1]) if heard.std() > 0 and loudness.std() > 0 else float("nan")
+        rows.append({"statistic": name, "n_concat": len(cs), "side_accuracy": float(acc.mean()),
+                     "side_accuracy_lo": lo, "side_accuracy_hi": hi, "loudness_correlation": corr})
+    return pd.DataFrame(rows)
 
 
 def method_stream(oya_models: Mapping[str, OyaNet], rcgrad: RCGrad | None, ev: EvalArrays, map_size: int,
