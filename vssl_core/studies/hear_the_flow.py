@@ -71,7 +71,7 @@ from vssl_core.training.store import Models, ModelSpec
 
 __all__ = ["HearTheFlowSetup", "PROTOCOLS", "EvalRules", "evaluation_rules", "TABLE4_ROWS", "MODEL_NAMES",
            "HTF_TABLE4", "HTF_TABLE5", "load_pairs", "prior_spec",
-           "model_config", "model_specs", "trained_models", "chance_loss", "validation_metrics", "audio_response", "audio_sensitivity", "flow_attention_stats", "audio_change_table", "score",
+           "model_config", "model_specs", "UNFROZEN_STARTS", "FROZEN_ROW_OF", "started_from", "trained_models", "chance_loss", "validation_metrics", "audio_response", "audio_sensitivity", "flow_attention_stats", "audio_change_table", "score",
            "score_stream", "with_postprocess", "table4_stream", "table4", "table5"]
 
 #: Hear The Flow Table 4 (VGG-Sound 10k training, VGG-SS test): row -> (cIoU@0.5, AUC).
@@ -94,6 +94,11 @@ COMPANION_POSTPROCESS, COMPANION_CUTOFF = "clean", 0.3
 PROTOCOLS = ("companion", "paper", "released")
 #: ``flow_window_s`` of every protocol but the companion's, which do not read it.
 _DEFAULT_WINDOW = 0.125
+
+#: Starts of the pretrained rows whose vision is trained (:attr:`HearTheFlowSetup.unfrozen_start`).
+UNFROZEN_STARTS = ("frozen_row", "prior")
+#: ``unfrozen_start="frozen_row"``: the row each such row starts from (same cell, vision frozen).
+FROZEN_ROW_OF = {"b": "c", "e": "f"}
 
 #: Table 4 rows: (flow, pretrained vision, frozen vision).
 TABLE4_ROWS: dict[str, tuple[bool, bool, bool]] = {
@@ -125,6 +130,18 @@ class HearTheFlowSetup(ScenesSetup):
         that starts at 0 (:class:`~vssl_core.models.htf.HTFConfig`). Chosen on the validation
         scenes (docs/conventions.md, "LVS and Hear The Flow"); False gives the paper's model, as
         the "released" protocol always does.
+    unfrozen_start : {"frozen_row", "prior"}
+        Where the rows with a pretrained vision encoder that is trained (b, e) start.
+        ``"prior"`` is the paper: from the vision prior, every part trained at ``lr`` from the
+        first step. ``"frozen_row"`` (beyond the paper) trains them in two stages: they start from
+        their frozen row's trained weights (b from c, e from f: audio, flow and attention already
+        fitted to the prior) and then train everything at ``lr * unfrozen_lr_scale``. Linear
+        probing then fine-tuning: a randomly initialised head's first gradients otherwise reshape
+        the pretrained encoder before anything useful reaches it. Chosen on the validation scenes
+        (docs/conventions.md, "LVS and Hear The Flow"). The ``"released"`` protocol always uses
+        ``"prior"``.
+    unfrozen_lr_scale : float
+        The second stage's learning rate, as a multiple of ``lr`` (``"frozen_row"`` only).
     imagenet_weights : str
         Local torchvision ResNet-18 state dict: used as the vision prior instead of the object
         prior (needs ``width=1.0``); '' for the object prior.
@@ -147,10 +164,18 @@ class HearTheFlowSetup(ScenesSetup):
     audio_seconds: float = 1.0
     flow_window_s: float = 0.125
     attn_gate: bool = True
+    unfrozen_start: str = "frozen_row"
+    unfrozen_lr_scale: float = 0.1
     imagenet_weights: str = ""
     protocol: str = "companion"
 
     def __post_init__(self) -> None:
+        if self.unfrozen_start not in UNFROZEN_STARTS:
+            raise data_error(None, "unfrozen_start", f"{self.unfrozen_start!r} is not a start of the trained "
+                             "pretrained rows", f"choose one of {UNFROZEN_STARTS}")
+        if not self.unfrozen_lr_scale > 0:
+            raise data_error(None, "unfrozen_lr_scale", f"{self.unfrozen_lr_scale} is not a learning-rate factor",
+                             "give a factor > 0 (0.1: the second stage at a tenth of lr)")
         if self.protocol not in PROTOCOLS:
             raise data_error(None, "protocol", f"{self.protocol!r} is not a protocol of Hear The Flow's study",
                              f"choose one of {PROTOCOLS}")
@@ -387,7 +412,27 @@ def model_specs(setup: HearTheFlowSetup, models: Models, progress: bool = True,
             recipe["flow_prior"] = vision_recipe
         specs[row] = ModelSpec(MODEL_NAMES[row], recipe, factory, setup.train_config(), lambda: _windows(setup, progress),
                                validation_metrics(setup, lvs_postprocess), minutes=6.0)
+    if setup.unfrozen_start == "frozen_row" and not setup.released:
+        for row, frozen_row in FROZEN_ROW_OF.items():
+            specs[row] = started_from(specs[row], specs[frozen_row], models, setup.unfrozen_lr_scale)
     return specs
+
+
+def started_from(spec: ModelSpec, start: ModelSpec, models: Models, lr_scale: float) -> ModelSpec:
+    """``spec`` trained as a second stage: its model starts from ``start``'s trained weights (same
+    parameter names and shapes, e.g. the frozen row of the same cell) and trains at ``lr * lr_scale``.
+
+    The recipe names ``start``'s key, so retraining the first stage changes the second's key too.
+    """
+    def factory() -> torch.nn.Module:
+        model = spec.factory()
+        model.load_state_dict(models.get(start).state_dict())  # strict: the two cells must match
+        model.train(model.training)  # a frozen encoder's BatchNorm mode follows the new config
+        return model
+
+    recipe = {**spec.recipe, "start": {"from": start.key, "lr_scale": float(lr_scale)}}
+    config = dataclasses.replace(spec.config, lr=spec.config.lr * lr_scale)
+    return dataclasses.replace(spec, recipe=recipe, factory=factory, config=config)
 
 
 def trained_models(setup: HearTheFlowSetup, models: Models | None = None, rows: Sequence[str] = (*TABLE4_ROWS, "MaxPool"),
