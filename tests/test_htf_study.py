@@ -49,6 +49,54 @@ def test_model_specs_cover_table4_and_5_with_distinct_keys(tmp_path):
         hs.HearTheFlowSetup.from_params(epochz=3)
 
 
+def test_trained_pretrained_rows_start_from_their_frozen_rows_unless_asked_for_the_paper(tmp_path):
+    from vssl_core.training.store import Models
+
+    models = Models(cache_root=tmp_path, progress=False)
+    two_stage = hs.model_specs(SETUP, models, progress=False)
+    paper = hs.model_specs(dataclasses.replace(SETUP, unfrozen_start="prior"), models, progress=False)
+    for row, frozen_row in hs.FROZEN_ROW_OF.items():
+        assert two_stage[row].recipe["start"] == {"from": two_stage[frozen_row].key, "lr_scale": SETUP.unfrozen_lr_scale}
+        assert two_stage[row].config.lr == pytest.approx(SETUP.lr * SETUP.unfrozen_lr_scale)
+        assert "start" not in paper[row].recipe and paper[row].config.lr == SETUP.lr
+        assert two_stage[row].key != paper[row].key
+    # every other row, and its key, is the same under both starts
+    assert all(two_stage[r].key == paper[r].key for r in two_stage if r not in hs.FROZEN_ROW_OF)
+    released = hs.model_specs(dataclasses.replace(SETUP, protocol="released"), models, progress=False)
+    assert "start" not in released["b"].recipe
+    with pytest.raises(Exception, match="unfrozen_start"):
+        dataclasses.replace(SETUP, unfrozen_start="imagenet")
+    with pytest.raises(Exception, match="unfrozen_lr_scale"):
+        dataclasses.replace(SETUP, unfrozen_lr_scale=0.0)
+
+
+def test_started_from_loads_the_first_stage_and_scales_the_learning_rate():
+    from vssl_core.training.loop import TrainConfig
+    from vssl_core.training.store import ModelSpec
+
+    first = torch.nn.Linear(3, 2)
+    with torch.no_grad():
+        first.weight.fill_(0.5)
+        first.bias.fill_(-1.0)
+
+    class Store:  # what Models.get does for a trained first stage
+        def get(self, spec):
+            assert spec.name == "stage-1"
+            return first
+
+    start = ModelSpec("stage-1", {"x": 1}, lambda: torch.nn.Linear(3, 2), TrainConfig(lr=1e-3), lambda: (None, None))
+    spec = ModelSpec("stage-2", {"x": 2}, lambda: torch.nn.Linear(3, 2), TrainConfig(lr=1e-3), lambda: (None, None))
+    second = hs.started_from(spec, start, Store(), 0.1)
+    model = second.factory()
+    assert torch.equal(model.weight, first.weight) and torch.equal(model.bias, first.bias)
+    assert model is not first                                   # a copy: the first stage stays as it was
+    assert second.config.lr == pytest.approx(1e-4) and second.recipe["start"]["from"] == start.key
+    assert second.key != spec.key and second.name == "stage-2"
+    bad = ModelSpec("stage-2", {}, lambda: torch.nn.Linear(4, 2), TrainConfig(), lambda: (None, None))
+    with pytest.raises(RuntimeError, match="size mismatch"):
+        hs.started_from(bad, start, Store(), 0.1).factory()
+
+
 def _batch(n=4, s=32):
     rng = np.random.default_rng(0)
     images = rng.integers(0, 255, (n, s, s, 3), dtype=np.uint8)

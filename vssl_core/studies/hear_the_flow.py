@@ -255,6 +255,9 @@ def evaluation_rules(setup: HearTheFlowSetup, at: float | None = None, lvs_postp
                   "picks the best test-set cIoU: documented, not reproduced)")
     gate = ("; flow attention output scaled by a learnable gate that starts at 0 (attn_gate, beyond the paper)"
             if setup.attn_gate and not setup.released else "")
+    if setup.unfrozen_start == "frozen_row" and not setup.released:
+        gate += (f"; rows b, e start from rows c, f and train everything at lr x {setup.unfrozen_lr_scale:g} "
+                 "(unfrozen_start, beyond the paper)")
     if setup.protocol == "companion":
         return EvalRules("companion", lvs_postprocess or COMPANION_POSTPROCESS,
                          float(COMPANION_CUTOFF if at is None else at), setup.eval_audio_seconds,
