@@ -92,7 +92,7 @@ __all__ = [
     "OYA_RANDOM", "LOC", "POT", "SWAPPED", "RANDOM", "CHANCE_LOSS",
     "OyaSetup", "PROTOCOLS", "EvalRules", "evaluation_rules",
     "data_setup", "rcgrad_setup", "ab_scene_config", "load_pairs", "load_real", "load_ab",
-    "prior_spec", "model_specs", "trained_sizes", "trained_oya", "validation_metrics",
+    "prior_spec", "PRETRAINED_TRUNK", "model_specs", "trained_sizes", "trained_oya", "validation_metrics",
     "oya_method_maps", "concat_set", "concat_maps", "loudness_rule_reference", "SIDE_COLUMNS", "side_accuracy_references",
     "LOUDNESS_MATCHES", "loudness_match_statistics", "loudness_match_table",
     "method_stream", "score_stream", "score_methods", "swapped_sound_results", "score_sizes",
@@ -160,6 +160,11 @@ class OyaSetup(TrainingSetup):
     protocol : {"companion", "paper", "released"}
         The evaluation rules (module docstring, :func:`evaluation_rules`; ``"released"`` is
         ``"paper"``); it changes no model.
+    image_lr_scale : float
+        With the object prior (``prior_epochs > 0``), the VGG trunk it initialises trains at
+        ``lr * image_lr_scale``; the rest (the image network's new 1x1 layers, the sound network,
+        the FC layers) at ``lr``. Supp. A: with ImageNet weights, 1e-5 for the image network and
+        1e-4 for the rest, so 0.1 is the paper. De novo (no prior) everything trains at ``lr``.
     prior_epochs, epochs, batch_size, lr, seed, patience, num_threads
         Training (:class:`~vssl_core.repro.profiles.TrainingSetup`), the same maximum epochs for
         every size; the object prior is of the image trunk (our stand-in for ImageNet VGG-11).
@@ -181,6 +186,7 @@ class OyaSetup(TrainingSetup):
     negatives: str = "all"
     batch_size: int = 32
     lr: float = 1e-4
+    image_lr_scale: float = 0.1
     ab_clips: int = 48
     ab_max_parked: int = 2
     concat_pairs: int = 0
@@ -198,6 +204,9 @@ class OyaSetup(TrainingSetup):
         if self.ab_clips < 1 or self.ab_max_parked < 1 or self.concat_pairs < 0:
             raise ValueError(f"invalid OyaSetup: ab_clips {self.ab_clips}, ab_max_parked "
                              f"{self.ab_max_parked}, concat_pairs {self.concat_pairs}")
+        if not self.image_lr_scale > 0:
+            raise data_error(None, "image_lr_scale", f"{self.image_lr_scale} is not a learning-rate factor",
+                             "give a factor > 0 (0.1: the paper's 1e-5 for the pretrained image network)")
         self.model_config  # validates the model fields
         self.train_config  # validates the training fields
 
@@ -372,6 +381,10 @@ def prior_spec(setup: OyaSetup, data: RCGradFamilySetup, progress: bool = True) 
                                          num_threads=setup.num_threads), 1.0, progress)
 
 
+#: Parameter-name prefix of the part of OyaNet that the object prior initialises (the VGG trunk).
+PRETRAINED_TRUNK = "image_net.features."
+
+
 def model_specs(setup: OyaSetup, data: RCGradFamilySetup, models: Models, progress: bool = True
                 ) -> dict[str, ModelSpec]:
     """Specs of the prior (``"prior"``) and of one OyaNet per training size (keyed by size)."""
@@ -388,11 +401,14 @@ def model_specs(setup: OyaSetup, data: RCGradFamilySetup, models: Models, progre
             model.image_net.features.load_state_dict(models.get(prior).encoder_state())
         return model
 
+    config = setup.train_config
+    if prior is not None and setup.image_lr_scale != 1.0:  # supp. A: the pretrained trunk at a tenth of lr
+        config = dataclasses.replace(config, lr_multipliers=((PRETRAINED_TRUNK, setup.image_lr_scale),))
     for n in setup.train_sizes:
         def data_n(n=n):
             train, val = _windows(setup, data, progress)
             return _prefix(train, n), val
-        specs[n] = ModelSpec(f"oya-{n}", {**base, "size": n}, factory, setup.train_config, data_n,
+        specs[n] = ModelSpec(f"oya-{n}", {**base, "size": n}, factory, config, data_n,
                              validation_metrics(data), minutes=2.0 + n / 1000)
     return specs
 
