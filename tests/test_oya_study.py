@@ -226,6 +226,26 @@ def test_sizes_train_on_nested_prefixes_and_the_potential_ignores_the_sound(tmp_
     assert np.array_equal(a[oy.POT + " x"].maps, b[oy.POT + " x"].maps)
 
 
+def test_the_prior_initialised_trunk_trains_at_a_tenth_of_the_rate_as_in_the_paper(tmp_path):
+    from vssl_core.models.oya import OyaNet
+
+    data = oy.data_setup(oy.OyaSetup.from_params(**TINY), FlowGradSetup(train_windows=8))
+    models = Models(cache_root=tmp_path, progress=False, say=None)
+    pretrained = oy.model_specs(oy.OyaSetup.from_params(**TINY, prior_epochs=1), data, models, progress=False)
+    assert all(pretrained[n].config.lr_multipliers == ((oy.PRETRAINED_TRUNK, 0.1),) for n in (6, 8))
+    # the prefix names exactly the parameters the object prior initialises
+    model = OyaNet(oy.OyaSetup.from_params(**TINY).model_config)
+    trunk = {n for n, _ in model.named_parameters() if n.startswith(oy.PRETRAINED_TRUNK)}
+    assert trunk == {"image_net.features." + n for n, _ in model.image_net.features.named_parameters()} and trunk
+    de_novo = oy.model_specs(oy.OyaSetup.from_params(**TINY, prior_epochs=0), data, models, progress=False)
+    one_rate = oy.model_specs(oy.OyaSetup.from_params(**TINY, prior_epochs=1, image_lr_scale=1.0), data, models,
+                              progress=False)
+    assert de_novo[8].config.lr_multipliers == () and one_rate[8].config.lr_multipliers == ()
+    assert one_rate[8].key != pretrained[8].key
+    with pytest.raises(DataError, match="image_lr_scale"):
+        oy.OyaSetup.from_params(**TINY, image_lr_scale=0)
+
+
 def test_pick_examples_takes_one_sample_per_clip():
     gain = np.array([0.9, 0.8, 0.1, np.nan, -0.5, -0.4])
     clips = ["a", "a", "b", "c", "d", "d"]
