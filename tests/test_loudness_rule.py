@@ -9,7 +9,7 @@ from vssl_core.data.concat import concat_and_localize
 from vssl_core.eval.metrics import GRID
 from vssl_core.eval.side_accuracy import kept_side_accuracy, side_accuracy, side_accuracy_interval
 from vssl_core.models.loudness_rule import (
-    LOUDNESS_RULE, half_motion, kept_half_maps, loudness_db, loudness_rule_maps, loudness_side,
+    LOUDNESS_RULE, frame_motion, half_motion, kept_half_maps, loudness_db, loudness_rule_maps, loudness_side,
     mid_rank_percentiles, total_box_area,
 )
 from vssl_core.studies import do_we_need_sound as dwns
@@ -40,6 +40,9 @@ def test_half_motion_averages_each_half():
     flow[0, :, :3] = 2.0
     flow[0, :, 3:] = 0.5
     assert half_motion(flow).tolist() == [[2.0, 0.5]]
+    assert frame_motion(flow).tolist() == [1.25]          # the whole frame: the mean of its two halves
+    with pytest.raises(ValueError, match="must be"):
+        frame_motion(flow[0])
 
 
 def test_a_loud_sound_keeps_the_busier_half_and_a_quiet_one_the_calmer_half():

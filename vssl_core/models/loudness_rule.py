@@ -28,7 +28,7 @@ import numpy as np
 
 from vssl_core.eval.maps import LocalizationMaps, flow_to_grid
 
-__all__ = ["LOUDNESS_RULE", "loudness_db", "half_motion", "mid_rank_percentiles", "loudness_side", "total_box_area", "kept_half_maps",
+__all__ = ["LOUDNESS_RULE", "loudness_db", "half_motion", "frame_motion", "mid_rank_percentiles", "loudness_side", "total_box_area", "kept_half_maps",
            "loudness_rule_maps", "percentile_embedding"]
 
 #: Method name of :func:`loudness_rule_maps` in tables.
@@ -64,6 +64,15 @@ def half_motion(flow_grid: np.ndarray) -> np.ndarray:
         raise ValueError(f"flow maps must be (M, H, W) with W >= 2, got shape {f.shape}")
     half = f.shape[2] // 2
     return np.stack([f[:, :, :half].mean(axis=(1, 2)), f[:, :, f.shape[2] - half:].mean(axis=(1, 2))], axis=1)
+
+
+def frame_motion(flow: np.ndarray) -> np.ndarray:
+    """Mean flow magnitude of each whole frame, ``(N,)`` px/step, of ``(N, H, W)`` maps (the
+    per-frame counterpart of :func:`half_motion`)."""
+    f = np.asarray(flow, dtype=np.float64)
+    if f.ndim != 3:
+        raise ValueError(f"flow maps must be (N, H, W), got shape {f.shape}")
+    return f.reshape(len(f), -1).mean(axis=1)
 
 
 def mid_rank_percentiles(values: np.ndarray, reference: np.ndarray) -> np.ndarray:

@@ -74,7 +74,7 @@ from vssl_core.models import oya_maps, rcgrad_maps
 from vssl_core.models.audio import resample_audio
 from vssl_core.models.baselines import flow_only_maps, random_maps
 from vssl_core.models.loudness_rule import (
-    LOUDNESS_RULE, half_motion, kept_half_maps, loudness_db, loudness_side, total_box_area,
+    LOUDNESS_RULE, frame_motion, half_motion, kept_half_maps, loudness_db, loudness_side, total_box_area,
 )
 from vssl_core.repro.profiles import TrainingSetup
 from vssl_core.training.loop import TrainConfig
@@ -517,8 +517,7 @@ def loudness_match_statistics(ev: EvalArrays, listeners: Mapping[str, PerfectLis
     -------
     dict of str to np.ndarray float64, shape (N,), keyed by :data:`LOUDNESS_MATCHES` (in order).
     """
-    flow = np.asarray(ev.flow, dtype=np.float64).reshape(len(ev), -1).mean(axis=1)  # px/step
-    values = {LOUDNESS_MATCHES[0]: flow}
+    values = {LOUDNESS_MATCHES[0]: frame_motion(ev.flow)}  # px/step
     if listeners is not None:
         by_motion = {listener.motion: listener for listener in listeners.values()}
         if set(by_motion) != {False, True}:

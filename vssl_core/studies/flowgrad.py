@@ -50,7 +50,9 @@ from vssl_core.eval.scoring import result_columns, score, score_stream
 from vssl_core.models import rcgrad_maps
 from vssl_core.models.rcgrad import EN_LOSSES, LOGIT_SCALE_MAX
 from vssl_core.models.baselines import centred_box_maps, flow_only_maps, topline_maps
-from vssl_core.models.loudness_rule import LOUDNESS_RULE, loudness_db, mid_rank_percentiles, percentile_embedding
+from vssl_core.models.loudness_rule import (
+    LOUDNESS_RULE, frame_motion, loudness_db, mid_rank_percentiles, percentile_embedding,
+)
 from vssl_core.training.rcgrad_family import RCGradFamilySetup, family_specs, trained_family
 from vssl_core.training.store import Models, ModelSpec
 
@@ -309,7 +311,7 @@ def pair_retrieval_table(models: Mapping[str, object], ev: EvalArrays, batch_siz
                                 retrieval.infonce(emb[first], emb[second], scale, batch_size, seed)))
     if loudness_rule:
         loud = loudness_db(ev.audio)  # (N,) dB
-        motion = np.asarray(ev.flow, dtype=np.float64).reshape(len(ev.flow), -1).mean(axis=1)  # (N,) px/step
+        motion = frame_motion(ev.flow)  # (N,) px/step
         rows.append(row(LOUDNESS_RULE, "audio-flow", percentile_embedding(mid_rank_percentiles(loud, loud)),
                         percentile_embedding(mid_rank_percentiles(motion, motion)), float("nan")))
     return pd.DataFrame(rows)

@@ -202,6 +202,11 @@ class HearTheFlowSetup(ScenesSetup):
     def released(self) -> bool:
         return self.protocol == "released"
 
+    @property
+    def two_stage(self) -> bool:
+        """True when rows b and e start from rows c and f (``unfrozen_start``; never "released")."""
+        return self.unfrozen_start == "frozen_row" and not self.released
+
     def train_config(self) -> TrainConfig:
         return TrainConfig.from_setup(self)
 
@@ -253,17 +258,17 @@ def evaluation_rules(setup: HearTheFlowSetup, at: float | None = None, lvs_postp
     """
     checkpoint = ("the epoch with the lowest validation loss (validation scenes; the released code "
                   "picks the best test-set cIoU: documented, not reproduced)")
-    gate = ("; flow attention output scaled by a learnable gate that starts at 0 (attn_gate, beyond the paper)"
-            if setup.attn_gate and not setup.released else "")
-    if setup.unfrozen_start == "frozen_row" and not setup.released:
-        gate += (f"; rows b, e start from rows c, f and train everything at lr x {setup.unfrozen_lr_scale:g} "
-                 "(unfrozen_start, beyond the paper)")
+    beyond = ("; flow attention output scaled by a learnable gate that starts at 0 (attn_gate, beyond the paper)"
+              if setup.attn_gate and not setup.released else "")
+    if setup.two_stage:
+        beyond += (f"; rows b, e start from rows c, f and train everything at lr x {setup.unfrozen_lr_scale:g} "
+                   "(unfrozen_start, beyond the paper)")
     if setup.protocol == "companion":
         return EvalRules("companion", lvs_postprocess or COMPANION_POSTPROCESS,
                          float(COMPANION_CUTOFF if at is None else at), setup.eval_audio_seconds,
                          f"signed float (dx, dy) over {setup.flow_window_s:g} s of 8-fps steps",
                          "frozen vision keeps its BatchNorm statistics; flow encoder conv1 = RGB mean, "
-                         "pretrained with the vision" + gate, checkpoint)
+                         "pretrained with the vision" + beyond, checkpoint)
     for name, value, want in (("at", at, PAPER_CUTOFF), ("lvs_postprocess", lvs_postprocess, PAPER_POSTPROCESS)):
         if value is not None and value != want:
             raise data_error(None, name, f"{value!r} disagrees with protocol {setup.protocol!r} "
@@ -271,7 +276,7 @@ def evaluation_rules(setup: HearTheFlowSetup, at: float | None = None, lvs_postp
                              f"set {name} = {want!r}, or protocol = 'companion' to choose your own rule")
     flow = "signed float (dx, dy) between the frame and the next native frame (Sec. 4.3)"
     model = ("as the text: frozen vision keeps its BatchNorm statistics; flow encoder conv1 = RGB mean, "
-             "pretrained with the vision" + gate)
+             "pretrained with the vision" + beyond)
     if setup.released:
         flow = ("the next native frame, as the released 8-bit JPEGs: min(max(round(d), 0), 255) / 255 "
                 "(leftward and upward motion lost)")
@@ -415,7 +420,7 @@ def model_specs(setup: HearTheFlowSetup, models: Models, progress: bool = True,
             recipe["flow_prior"] = vision_recipe
         specs[row] = ModelSpec(MODEL_NAMES[row], recipe, factory, setup.train_config(), lambda: _windows(setup, progress),
                                validation_metrics(setup, lvs_postprocess), minutes=6.0)
-    if setup.unfrozen_start == "frozen_row" and not setup.released:
+    if setup.two_stage:
         for row, frozen_row in FROZEN_ROW_OF.items():
             specs[row] = started_from(specs[row], specs[frozen_row], models, setup.unfrozen_lr_scale)
     return specs
@@ -430,7 +435,6 @@ def started_from(spec: ModelSpec, start: ModelSpec, models: Models, lr_scale: fl
     def factory() -> torch.nn.Module:
         model = spec.factory()
         model.load_state_dict(models.get(start).state_dict())  # strict: the two cells must match
-        model.train(model.training)  # a frozen encoder's BatchNorm mode follows the new config
         return model
 
     recipe = {**spec.recipe, "start": {"from": start.key, "lr_scale": float(lr_scale)}}
