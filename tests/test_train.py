@@ -275,6 +275,29 @@ def test_obtain_trains_once_then_reads_the_cache(tmp_path):
     assert isinstance(model, RCGrad) and stored["recipe"] == dict(spec.recipe)
 
 
+def test_obtaining_a_model_leaves_the_global_rng_as_it_was(tmp_path):
+    """A second stage's factory obtains the model it starts from and then initialises its new layers:
+    those must come out the same whether the first stage is loaded now or was loaded before (else a
+    retrain in a fresh process cannot reproduce the shipped weights)."""
+    obtain(_spec(), cache_root=tmp_path, progress=False, say=None)  # trained and cached
+
+    def second_stage(store):
+        torch.manual_seed(0)
+        store.get(_spec())  # loading builds a randomly initialised model first
+        return RCGrad(RC).state_dict()
+
+    store = Models(cache_root=tmp_path, progress=False, say=None)
+    loaded_now = second_stage(store)
+    loaded_before = second_stage(store)  # memoised: nothing is built
+    for k, v in loaded_now.items():
+        assert torch.equal(v, loaded_before[k]), k
+    torch.manual_seed(0)
+    expected = torch.rand(3)
+    torch.manual_seed(0)
+    obtain(_spec(epochs=2), cache_root=tmp_path / "other", progress=False, say=None)  # training seeds the RNG
+    assert torch.equal(torch.rand(3), expected)
+
+
 def test_the_key_follows_the_recipe_and_training_config_not_runtime_fields():
     base = _spec()
     assert _spec(recipe={"model": RC.to_dict(), "data": "planted-v2"}).key != base.key

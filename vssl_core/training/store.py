@@ -193,7 +193,20 @@ def obtain(spec: ModelSpec, *, weights_dir: str | Path | None = None, allow_trai
     Returns
     -------
     model, meta : eval mode on the CPU; ``meta["source"]`` is "shipped", "cache" or "trained".
+
+    Notes
+    -----
+    The caller's global torch RNG is left as it was: loading builds a randomly initialised model
+    before its weights arrive, and training seeds the RNG. So a factory that obtains the model it
+    starts from (e.g. an object prior) initialises its own new layers the same way whether or not
+    that model was already loaded in this process, and a retrain reproduces the shipped weights.
     """
+    with torch.random.fork_rng(devices=[]):
+        return _obtain(spec, weights_dir, allow_train, cache_root, progress, say)
+
+
+def _obtain(spec: ModelSpec, weights_dir: str | Path | None, allow_train: bool, cache_root: str | Path | None,
+            progress: bool, say: Callable[[str], None] | None) -> tuple[nn.Module, dict[str, Any]]:
     if weights_dir is not None:
         from vssl_core.training.weights import load_shipped
 
