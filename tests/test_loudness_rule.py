@@ -2,6 +2,8 @@
 side accuracy."""
 from __future__ import annotations
 
+from collections import Counter
+
 import numpy as np
 import pytest
 
@@ -150,6 +152,23 @@ def test_loudness_match_table_follows_the_statistic_that_grows_with_the_loudness
     assert (table["side_accuracy_lo"] <= table["side_accuracy"]).all()
     with pytest.raises(ValueError, match="one value per input frame"):
         dwns.loudness_match_table(cs, {"short": level[:3]})
+    # a per-row statistic (left, right) is read as given: the same numbers as the per-frame one
+    halves = np.stack([level[cs.left], level[cs.right]], axis=1)
+    per_row = dwns.loudness_match_table(cs, {"grows": halves}, n_boot=100, seed=0).iloc[0]
+    assert per_row["side_accuracy"] == table.loc["grows", "side_accuracy"]
+    assert per_row["loudness_correlation"] == pytest.approx(table.loc["grows", "loudness_correlation"])
+    with pytest.raises(ValueError, match=r"\(left, right\) per row"):
+        dwns.loudness_match_table(cs, {"wrong": halves[:, :1]})
+
+
+class _Rows:
+    """The index part of a ConcatSet (``left``, ``right``, ``source``, ``len``)."""
+
+    def __init__(self, ns):
+        self.left, self.right, self.source = ns.left, ns.right, ns.source
+
+    def __len__(self):
+        return len(self.left)
 
 
 def test_loudness_match_statistics_go_from_the_flow_to_the_sounding_boxes():
@@ -165,17 +184,30 @@ def test_loudness_match_statistics_go_from_the_flow_to_the_sounding_boxes():
             boxes = [(0, 0, 10, 10)] + ([] if self.motion else [(50, 50, 20, 20)])
             return [SimpleNamespace(box=b) for b in boxes]
 
+        def heard(self, clip, time):  # frame "a" sounds like a car, frame "b" like nothing
+            return Counter({"car": 1}) if clip == "a" else Counter()
+
+        def boxes(self, clip, time, heard):  # the car is the 10x10 vehicle
+            return np.array([[0, 0, 10, 10]] * heard["car"], dtype=np.float64).reshape(-1, 4)
+
     flow = np.zeros((2, GRID, GRID), np.float32)
     flow[1] = 2.0
     ev = EvalArrays(np.array(["a", "b"]), np.array([0.0, 1.0]), np.zeros((2, 8, 8, 3), np.uint8), flow,
                     np.zeros((2, 1, 10), np.float32), None, [np.array([[0, 0, 3, 4]]), np.zeros((0, 4))])
-    stats = dwns.loudness_match_statistics(ev, {"still": Seen(False), "moving": Seen(True)})
+    listeners = {"still": Seen(False), "moving": Seen(True)}
+    # rows: a | b heard with a's sound, then heard with b's sound
+    rows = _Rows(SimpleNamespace(left=np.array([0, 0]), right=np.array([1, 1]), source=np.array([0, 1])))
+    stats = dwns.loudness_match_statistics(ev, listeners, cs=rows)
     assert tuple(stats) == dwns.LOUDNESS_MATCHES
-    flow_mean, every, moving, sounding = stats.values()
+    flow_mean, every, heard_classes, moving, sounding = stats.values()
     assert flow_mean.tolist() == [0.0, 2.0]
     assert every.tolist() == [500.0, 500.0] and moving.tolist() == [100.0, 100.0]
+    # with a car heard both halves show its class; with silence neither does
+    assert heard_classes.tolist() == [[100.0, 100.0], [0.0, 0.0]]
     assert sounding.tolist() == [12.0, 0.0]
+    # without the concat rows, the per-row statistic is left out
+    assert dwns.LOUDNESS_MATCHES[2] not in dwns.loudness_match_statistics(ev, listeners)
     # real data has no objects table: only the flow and the ground truth
-    assert tuple(dwns.loudness_match_statistics(ev)) == (dwns.LOUDNESS_MATCHES[0], dwns.LOUDNESS_MATCHES[3])
+    assert tuple(dwns.loudness_match_statistics(ev)) == (dwns.LOUDNESS_MATCHES[0], dwns.LOUDNESS_MATCHES[4])
     with pytest.raises(ValueError, match="without and with motion"):
         dwns.loudness_match_statistics(ev, {"still": Seen(False)})

@@ -94,7 +94,7 @@ __all__ = [
     "data_setup", "rcgrad_setup", "ab_scene_config", "load_pairs", "load_real", "load_ab",
     "prior_spec", "PRETRAINED_TRUNK", "model_specs", "trained_sizes", "trained_oya", "validation_metrics",
     "oya_method_maps", "concat_set", "concat_maps", "loudness_rule_reference", "SIDE_COLUMNS", "side_accuracy_references",
-    "LOUDNESS_MATCHES", "loudness_match_statistics", "loudness_match_table",
+    "LOUDNESS_MATCHES", "loudness_match_statistics", "heard_class_areas", "loudness_match_table",
     "method_stream", "score_stream", "score_methods", "swapped_sound_results", "score_sizes",
     "side_accuracy", "pick_examples", "size_table", "gap_table", "type_table", "type_gap_table", "type_gap",
     "protocol_table",
@@ -491,18 +491,20 @@ def side_accuracy_references(listeners: pd.DataFrame, cs: ConcatSet, n_boot: int
 LOUDNESS_MATCHES = (
     "mean flow magnitude (sees motion, no objects)",
     "area of every visible vehicle (what a still frame shows)",
+    "area of the visible vehicles of the heard classes (a still frame + a perfect ear)",
     "area of the moving vehicles (oracle: knows what moves)",
     "area of the sounding vehicles (oracle: the ground truth)",
 )
 
 
-def loudness_match_statistics(ev: EvalArrays, listeners: Mapping[str, PerfectListener] | None = None
-                              ) -> dict[str, np.ndarray]:
-    """Per evaluation frame, the quantities a loudness could be matched to (:data:`LOUDNESS_MATCHES`).
+def loudness_match_statistics(ev: EvalArrays, listeners: Mapping[str, PerfectListener] | None = None,
+                              cs: ConcatSet | None = None) -> dict[str, np.ndarray]:
+    """The quantities a loudness could be matched to (:data:`LOUDNESS_MATCHES`), per frame or per
+    concat row.
 
-    The flow is the loudness + flow rule's cue; the three areas (summed ``w * h`` of the boxes,
-    1280x720 annotation pixels squared: the sound of several vehicles adds up, and a nearer vehicle
-    is both larger and louder) go from what a still frame shows to what only the generator knows.
+    The flow is the loudness + flow rule's cue; the areas (summed ``w * h`` of the boxes, 1280x720
+    annotation pixels squared: the sound of several vehicles adds up, and a nearer vehicle is both
+    larger and louder) go from what a still frame shows to what only the generator knows.
 
     Parameters
     ----------
@@ -511,22 +513,63 @@ def loudness_match_statistics(ev: EvalArrays, listeners: Mapping[str, PerfectLis
     listeners : mapping of str to PerfectListener, optional
         :func:`vssl_core.models.listeners.perfect_listeners` of the pairs' objects table: the one
         without motion gives every visible vehicle (parked ones included), the one with motion the
-        moving ones. None (real data: no objects table): those two rows are left out.
+        moving ones. None (real data: no objects table): those rows are left out.
+    cs : ConcatSet, optional
+        The concat rows built from ``ev``. With ``listeners``, adds the row of the vehicles a still
+        frame shows that are of a class the row's sound holds (:func:`heard_class_areas`): it
+        depends on the sound, so it is given per row, ``(M, 2)``.
 
     Returns
     -------
-    dict of str to np.ndarray float64, shape (N,), keyed by :data:`LOUDNESS_MATCHES` (in order).
+    dict of str to np.ndarray float64, keyed by :data:`LOUDNESS_MATCHES` (in order): shape (N,)
+    for a per-frame statistic, (M, 2) for the per-row one.
     """
     values = {LOUDNESS_MATCHES[0]: frame_motion(ev.flow)}  # px/step
     if listeners is not None:
         by_motion = {listener.motion: listener for listener in listeners.values()}
         if set(by_motion) != {False, True}:
             raise ValueError("need the perfect listeners without and with motion (perfect_listeners(...))")
-        for name, motion in zip(LOUDNESS_MATCHES[1:3], (False, True)):
-            seen = by_motion[motion]
-            values[name] = total_box_area([[d.box for d in seen.seen(c, float(t))] for c, t in zip(ev.clips, ev.times)])
-    values[LOUDNESS_MATCHES[3]] = total_box_area(ev.boxes)
+        values[LOUDNESS_MATCHES[1]] = _seen_area(by_motion[False], ev)
+        if cs is not None:
+            values[LOUDNESS_MATCHES[2]] = heard_class_areas(cs, ev, by_motion[False])
+        values[LOUDNESS_MATCHES[3]] = _seen_area(by_motion[True], ev)
+    values[LOUDNESS_MATCHES[4]] = total_box_area(ev.boxes)
     return values
+
+
+def _seen_area(listener: PerfectListener, ev: EvalArrays) -> np.ndarray:
+    """(N,) summed box area of the vehicles ``listener`` sees on each frame of ``ev``."""
+    return total_box_area([[d.box for d in listener.seen(c, float(t))] for c, t in zip(ev.clips, ev.times)])
+
+
+def heard_class_areas(cs: ConcatSet, ev: EvalArrays, listener: PerfectListener) -> np.ndarray:
+    """Per concat row, the summed box area of what ``listener`` paints on each half for the row's
+    sound: the largest visible vehicles of each heard class (as many as are heard), 0 on a half
+    that shows none of them.
+
+    It is what a still frame and a perfect ear can know together: the classes of the sound (not
+    which vehicle makes it) and the vehicles in view (not which of them move).
+
+    Parameters
+    ----------
+    cs : ConcatSet
+        Rows over the frames of ``ev`` (``left``, ``right``, ``source``).
+    ev : EvalArrays
+        The frames (``clips``, ``times``) the listener's objects table covers.
+    listener : PerfectListener
+        Usually the one without motion (``listeners[LISTENER]``).
+
+    Returns
+    -------
+    np.ndarray, float64, shape (M, 2)
+        Left and right half, 1280x720 annotation pixels squared.
+    """
+    out = np.zeros((len(cs), 2))
+    for row, (left, right, source) in enumerate(zip(cs.left, cs.right, cs.source)):
+        heard = listener.heard(ev.clips[source], float(ev.times[source]))
+        for half, frame in enumerate((left, right)):
+            out[row, half] = total_box_area([listener.boxes(ev.clips[frame], float(ev.times[frame]), heard)])[0]
+    return out
 
 
 def loudness_match_table(cs: ConcatSet, statistics: Mapping[str, np.ndarray], n_boot: int = 1000,
@@ -542,8 +585,9 @@ def loudness_match_table(cs: ConcatSet, statistics: Mapping[str, np.ndarray], n_
     ----------
     cs : ConcatSet
         Its ``left`` / ``right`` index the frames of ``statistics``; ``audio`` and ``side`` are used.
-    statistics : mapping of str to np.ndarray, shape (N,)
-        One value per input frame (:func:`loudness_match_statistics`).
+    statistics : mapping of str to np.ndarray, shape (N,) or (M, 2)
+        One value per input frame, or the (left, right) values of each row
+        (:func:`loudness_match_statistics`).
 
     Returns
     -------
@@ -553,16 +597,21 @@ def loudness_match_table(cs: ConcatSet, statistics: Mapping[str, np.ndarray], n_
         rows, of the loudness in dB and the heard frame's statistic).
     """
     loudness = loudness_db(cs.audio)  # (M,)
+    heard_half = np.where(np.asarray(cs.side).astype(str) == "left", 0, 1)  # (M,)
     rows = []
     for name, values in statistics.items():
         values = np.asarray(values, dtype=np.float64)
-        if values.ndim != 1 or len(values) <= max(cs.left.max(), cs.right.max()):
-            raise ValueError(f"statistic {name!r} needs one value per input frame of the concat set, "
-                             f"got shape {values.shape}")
-        kept = loudness_side(loudness, np.stack([values[cs.left], values[cs.right]], axis=1))
+        if values.shape == (len(cs), 2):  # already per row: (left, right)
+            halves = values
+        elif values.ndim == 1 and len(values) > max(cs.left.max(), cs.right.max()):
+            halves = np.stack([values[cs.left], values[cs.right]], axis=1)
+        else:
+            raise ValueError(f"statistic {name!r} needs one value per input frame of the concat set or "
+                             f"(left, right) per row, shape ({len(cs)}, 2); got shape {values.shape}")
+        kept = loudness_side(loudness, halves)
         acc = kept_side_accuracy(kept, cs.side)
         lo, hi = side_accuracy_interval(acc, n_boot, seed)
-        heard = values[cs.source]
+        heard = halves[np.arange(len(cs)), heard_half]
         corr = float(np.corrcoef(loudness, heard)[0, 1]) if heard.std() > 0 and loudness.std() > 0 else float("nan")
         rows.append({"statistic": name, "n_concat": len(cs), "side_accuracy": float(acc.mean()),
                      "side_accuracy_lo": lo, "side_accuracy_hi": hi, "loudness_correlation": corr})
